@@ -1,0 +1,3 @@
+from invfussion.cli import main
+
+raise SystemExit(main())

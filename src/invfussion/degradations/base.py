@@ -1,0 +1,125 @@
+"""The operator interface every degradation family implements.
+
+An ``Operator`` is a *batch* of ``B`` linear maps ``A_b: R^{C×H×W} → R^{M_b}``, one per example,
+with measurement noise ``σ_y`` per example. Measurements of every example are zero-padded to one
+``M`` so mixed batches stack. Subclasses implement two methods on image *stacks*:
+
+- ``_apply(x)``: ``x: (B, K, C, H, W)`` → ``(B, K, M)``
+- ``_pinv(y)``: ``y: (B, K, M)`` → ``(B, K, C, H, W)``
+
+both computed in the dtype they are given (float32 or float64); the public methods handle the
+``(B, C, H, W)`` / ``(B, K, C, H, W)`` dispatch, disable autocast, and return the input's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import seeding
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Operators compute in float64 when given float64, else in float32 (bf16/fp16 are upcast)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class Operator:
+    """A batch of ``B`` linear degradation operators on images of shape ``(C, H, W)``.
+
+    Attributes:
+        image_shape: ``(C, H, W)``.
+        measurement_size: ``M``, the padded length of one measurement.
+        noise_std: ``(B,)`` measurement noise ``σ_y`` per example.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], measurement_size: int, noise_std: Tensor):
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.measurement_size = int(measurement_size)
+        self.noise_std = noise_std.to(torch.float32).reshape(-1)
+
+    # -- to implement -------------------------------------------------------------------------
+    def _apply(self, x: Tensor) -> Tensor:  # (B, K, C, H, W) -> (B, K, M)
+        raise NotImplementedError
+
+    def _pinv(self, y: Tensor) -> Tensor:  # (B, K, M) -> (B, K, C, H, W)
+        raise NotImplementedError
+
+    def measurement_mask(self) -> Tensor:
+        """``(B, M)`` bool: which coordinates of each measurement are real (not padding)."""
+        return torch.ones(self.batch_size, self.measurement_size, dtype=torch.bool, device=self.device)
+
+    def _to(self, device: torch.device) -> "Operator":
+        """Return a copy whose tensors live on ``device`` (subclasses with tensors override)."""
+        return self
+
+    # -- public interface ---------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return int(self.noise_std.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.noise_std.device
+
+    def to(self, device: torch.device | str) -> "Operator":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = self._to(device)
+        moved.noise_std = self.noise_std.to(device)
+        return moved
+
+    def A(self, x: Tensor) -> Tensor:
+        """``x: (B, C, H, W)`` → ``(B, M)``; ``x: (B, K, C, H, W)`` → ``(B, K, M)``."""
+        stack = self._as_stack(x, image=True)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = self._apply(stack.to(compute_dtype(x.dtype)))
+        return out.to(x.dtype) if x.dim() == 5 else out[:, 0].to(x.dtype)
+
+    def pinv(self, y: Tensor) -> Tensor:
+        """``y: (B, M)`` → ``(B, C, H, W)``; ``y: (B, K, M)`` → ``(B, K, C, H, W)``."""
+        stack = self._as_stack(y, image=False)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            out = self._pinv(stack.to(compute_dtype(y.dtype)))
+        return out.to(y.dtype) if y.dim() == 3 else out[:, 0].to(y.dtype)
+
+    def measure(
+        self, x: Tensor, generator: torch.Generator | None = None, seed: int | None = None
+    ) -> Tensor:
+        """``y = A x + σ_y ε`` for ``x: (B, C, H, W)``.
+
+        The noise comes from ``generator`` if given, else from per-example streams of ``seed``
+        (example ``b`` of the batch uses index ``b``), else from the global generator.
+        """
+        y = self.A(x)
+        if not bool((self.noise_std > 0).any()):
+            return y
+        if seed is not None:
+            eps = seeding.randn(seed, y.shape[0], y.shape[1:], "measurement", y.device, y.dtype)
+        else:
+            eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+        eps = eps * self.measurement_mask().to(y.dtype)  # padded coordinates stay zero
+        return y + self.noise_std.to(y.device, y.dtype)[:, None] * eps
+
+    def project(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x + A⁺(y − A x)``: the closest point to ``x`` consistent with ``y`` (noiseless)."""
+        return x + self.pinv(y - self.A(x))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _as_stack(self, t: Tensor, image: bool) -> Tensor:
+        base = 3 if image else 1
+        what = f"images of shape (B, [K,] {', '.join(map(str, self.image_shape))})" if image else (
+            f"measurements of shape (B, [K,] {self.measurement_size})"
+        )
+        if t.dim() not in (base + 1, base + 2) or t.shape[0] != self.batch_size:
+            raise ValueError(
+                f"operator batch of {self.batch_size} expects {what}, got {tuple(t.shape)}; "
+                "pass one image (or stack) per operator."
+            )
+        stack = t if t.dim() == base + 2 else t.unsqueeze(1)
+        tail = tuple(stack.shape[2:])
+        expected = self.image_shape if image else (self.measurement_size,)
+        if tail != tuple(expected):
+            raise ValueError(f"expected {what}, got {tuple(t.shape)}; resize or pick a matching operator.")
+        return stack
