@@ -1,0 +1,25 @@
+"""Sampling from a trained denoiser: EDM posterior sampling, MMSE, NFE counting, and the exact
+Gaussian reference denoiser used by the tests.
+
+- :func:`posterior` / :func:`unconditional`: EDM Heun, Euler or DPM-Solver++(2M), churn, CFG.
+- :func:`mmse`: one call at σ = 100 on pure noise.
+- :class:`NFECounter`: counts denoiser calls.
+- :class:`GaussianDenoiser`, :func:`gaussian_posterior`: analytic reference for a Gaussian prior.
+"""
+
+from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
+from .mmse import mmse
+from .nfe import NFECounter
+from .solvers import SOLVERS, karras_sigmas, posterior, unconditional
+
+__all__ = [
+    "SOLVERS",
+    "GaussianDenoiser",
+    "NFECounter",
+    "dense_matrix",
+    "gaussian_posterior",
+    "karras_sigmas",
+    "mmse",
+    "posterior",
+    "unconditional",
+]
