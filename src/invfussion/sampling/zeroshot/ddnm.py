@@ -1,0 +1,74 @@
+"""Denoising Diffusion Null-space Model (DDNM / DDNM+; Wang et al., 2023) on a VE / EDM denoiser.
+
+Each step replaces the range-space content of the estimate by the measurement's,
+``x̂₀ ← x̂₀ + λ·A⁺(y − A x̂₀)``, then takes a DDIM(η) step to ``σ_next``.
+
+Noiseless (``σ_y = 0``): ``λ = 1``, so the final sample satisfies ``A x̂ = A A⁺ y`` exactly.
+Noisy (DDNM+): the correction carries the measurement noise ``λ·A⁺ε_y``, whose image-space level
+``σ_eff`` (see :func:`.common.effective_noise_std`; the SVD-free isotropic approximation) is
+taken out of the step's fresh noise ``s``: ``λ = min(1, s/σ_eff)`` and the fresh noise is
+``√(s² − (λσ_eff)²)``. The authors' "time-travel" trick is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ...degradations.base import Operator
+from .common import (
+    Denoiser,
+    ExampleNoise,
+    ddim_noise_std,
+    ddim_step,
+    denoise,
+    effective_noise_std,
+    sigma_schedule,
+    per_example,
+    start,
+    steps_bar,
+)
+
+DEFAULT_STEPS = 100
+
+
+@torch.no_grad()
+def ddnm(
+    net: Denoiser,
+    op: Operator,
+    y: Tensor,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    indices: Sequence[int] | None = None,
+    sigma_max: float = 80.0,
+    sigma_min: float = 0.002,
+    progress: bool = False,
+    eta: float = 0.85,
+) -> Tensor:
+    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+
+    Args:
+        eta: DDIM stochasticity (0 deterministic, 1 ancestral).
+    """
+    idx, x = start(op, y, seed, indices, "ddnm", sigma_max)
+    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
+    sigma_eff = effective_noise_std(op, seed, idx).to(x.dtype)
+    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "ddnm"):
+        x0 = denoise(net, x, sigma)
+        s = ddim_noise_std(sigma, sigma_next, eta)
+        lam = torch.where(sigma_eff > s, s / sigma_eff.clamp_min(1e-12), torch.ones_like(sigma_eff))
+        x0 = x0 + per_example(lam, x0) * op.pinv(y - op.A(x0))
+        fresh = None
+        if s > 0:
+            fresh_std = (s**2 - (lam * sigma_eff) ** 2).clamp_min(0).sqrt()
+            fresh = per_example(fresh_std, x) * noise.draw()
+        x = ddim_step(x, x0, sigma, sigma_next, s, fresh)
+    return x
+
+
+def nfe(steps: int = DEFAULT_STEPS, **_: object) -> int:
+    """Denoiser calls (no gradients) of one :func:`ddnm` run."""
+    return steps

@@ -1,0 +1,83 @@
+"""Denoising Diffusion Restoration Models (DDRM; Kawar et al., 2022), SVD-free, on a VE / EDM denoiser.
+
+DDRM updates each spectral component of ``x`` separately. Without an SVD we split image space
+with the projector ``P = A⁺A`` into the range of ``Aᵀ`` and the null space of ``A``, and treat the
+range space as isotropic with the image-space measurement noise ``σ_eff``
+(:func:`.common.effective_noise_std`; 0 when noiseless, exact for masks). With ``ȳ = A⁺y``,
+``ε̂ = (x − x̂₀)/σ`` and a fresh ``z`` per step, the step from ``σ`` to ``σ'`` is
+
+- null space:  ``(I − P)[x̂₀ + √(1−η²)·σ'·ε̂ + η·σ'·z]``
+- range space, ``σ' ≥ σ_eff``: ``P[(1 − η_b)·x̂₀ + √(σ'² − η_b²σ_eff²)·z] + η_b·ȳ``
+- range space, ``σ' < σ_eff``: ``P[x̂₀ + √(1−η²)·σ'·(ȳ − x̂₀)/σ_eff + η·σ'·z]``.
+
+Noiseless with ``η_b = 1`` the range content is ``A⁺y`` at every step, so the final sample
+satisfies ``A x̂ = A A⁺ y`` exactly. Cost: one denoiser call per step, no gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ...degradations.base import Operator
+from .common import (
+    Denoiser,
+    ExampleNoise,
+    denoise,
+    effective_noise_std,
+    sigma_schedule,
+    per_example,
+    start,
+    steps_bar,
+)
+
+DEFAULT_STEPS = 25
+
+
+@torch.no_grad()
+def ddrm(
+    net: Denoiser,
+    op: Operator,
+    y: Tensor,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    indices: Sequence[int] | None = None,
+    sigma_max: float = 80.0,
+    sigma_min: float = 0.002,
+    progress: bool = False,
+    eta: float = 0.85,
+    eta_b: float = 1.0,
+) -> Tensor:
+    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+
+    Args:
+        eta: stochasticity of the null-space (and noise-dominated range-space) updates.
+        eta_b: weight of the measurement in the range-space update where it is trusted.
+    """
+    idx, x = start(op, y, seed, indices, "ddrm", sigma_max)
+    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddrm/step", y.device)
+    sigma_eff = per_example(effective_noise_std(op, seed, idx), x)
+    y_bar = op.pinv(y)
+
+    def range_part(v: Tensor) -> Tensor:
+        return op.pinv(op.A(v))
+
+    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "ddrm"):
+        x0 = denoise(net, x, sigma)
+        z = noise.draw() if sigma_next > 0 else torch.zeros_like(x)
+        keep = (1 - eta**2) ** 0.5 * sigma_next
+        null_new = x0 + keep * (x - x0) / sigma + eta * sigma_next * z
+        trusted = (1 - eta_b) * x0 + (sigma_next**2 - eta_b**2 * sigma_eff**2).clamp_min(0).sqrt() * z
+        noisy = x0 + keep * (y_bar - x0) / sigma_eff.clamp_min(1e-12) + eta * sigma_next * z
+        range_new = torch.where(sigma_next >= sigma_eff, trusted, noisy)
+        measured = torch.where(sigma_next >= sigma_eff, eta_b * y_bar, torch.zeros_like(y_bar))
+        x = null_new - range_part(null_new) + range_part(range_new) + measured
+    return x
+
+
+def nfe(steps: int = DEFAULT_STEPS, **_: object) -> int:
+    """Denoiser calls (no gradients) of one :func:`ddrm` run."""
+    return steps

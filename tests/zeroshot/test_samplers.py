@@ -1,0 +1,170 @@
+"""Zero-shot samplers on a 16-pixel Gaussian prior with its exact denoiser and dense operators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from invfussion.degradations.base import Operator
+from invfussion.sampling import GaussianDenoiser, NFECounter
+from invfussion.sampling import zeroshot
+from invfussion.sampling.zeroshot.common import effective_noise_std
+
+IMAGE_SHAPE = (1, 4, 4)
+N = 16
+
+
+class DenseOperator(Operator):
+    """A batch of dense matrices ``(B, M, n)`` with their float64 pseudo-inverses."""
+
+    def __init__(self, matrices: torch.Tensor, noise_std: float = 0.0):
+        batch, m, _ = matrices.shape
+        super().__init__(IMAGE_SHAPE, m, torch.full((batch,), float(noise_std)))
+        self.matrices = matrices.to(torch.float64)
+        self.pinvs = torch.linalg.pinv(self.matrices)
+
+    def _apply(self, x):
+        flat = x.flatten(2)
+        return flat @ self.matrices.to(flat.dtype).transpose(1, 2)
+
+    def _pinv(self, y):
+        flat = y @ self.pinvs.to(y.dtype).transpose(1, 2)
+        return flat.reshape(*y.shape[:2], *IMAGE_SHAPE)
+
+    def subset(self, rows: list[int]) -> "DenseOperator":
+        return DenseOperator(self.matrices[rows], float(self.noise_std[0]))
+
+
+def random_operator(batch: int, rows: int, noise_std: float = 0.0, seed: int = 0) -> DenseOperator:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(batch, rows, N, generator=g, dtype=torch.float64)
+    return DenseOperator(a / a.norm(dim=2, keepdim=True), noise_std)
+
+
+@pytest.fixture
+def prior() -> GaussianDenoiser:
+    """``N(μ, Σ)`` with a random mean and a well-conditioned random covariance (scale ≈ 0.25)."""
+    g = torch.Generator().manual_seed(1)
+    mean = 0.3 * torch.randn(N, generator=g, dtype=torch.float64)
+    root = torch.randn(N, N, generator=g, dtype=torch.float64) / N**0.5
+    cov = 0.2 * root @ root.T + 0.05 * torch.eye(N, dtype=torch.float64)
+    return GaussianDenoiser(mean, cov, IMAGE_SHAPE)
+
+
+def sample_prior(prior: GaussianDenoiser, batch: int, seed: int) -> torch.Tensor:
+    """Exact draws ``(batch, 1, 4, 4)`` from the toy prior."""
+    g = torch.Generator().manual_seed(seed)
+    root = prior.eigenvectors * prior.eigenvalues.sqrt()
+    x = prior.mean + torch.randn(batch, N, generator=g, dtype=torch.float64) @ root.T
+    return x.to(torch.float32).reshape(batch, *IMAGE_SHAPE)
+
+
+@pytest.fixture
+def problem(prior):
+    """``make(batch, rows, noise_std) -> (op, x, y)``: prior draws and their measurements."""
+
+    def make(batch: int = 8, rows: int = 8, noise_std: float = 0.0):
+        op = random_operator(batch, rows, noise_std)
+        x = sample_prior(prior, batch, seed=2)
+        return op, x, op.measure(x, seed=3)
+
+    return make
+
+FAST = {
+    "dps": dict(steps=40),
+    "ddrm": dict(steps=10),
+    "ddnm": dict(steps=20),
+    "pigdm": dict(steps=20),
+    "daps": dict(steps=10, ode_steps=2, langevin_steps=20),
+}
+# Options that switch the measurement off, for "guided vs unguided" comparisons.
+UNGUIDED = {"dps": dict(zeta=0.0), "pigdm": dict(guidance=0.0), "daps": dict(tau=1e6)}
+
+
+def residual(op, x, y) -> torch.Tensor:
+    """``‖y − A x‖`` per example, ``(B,)``."""
+    return torch.linalg.vector_norm(y - op.A(x), dim=1)
+
+
+def test_registry_and_default_budgets():
+    assert set(zeroshot.METHODS) == {"dps", "ddrm", "ddnm", "pigdm", "daps"}
+    defaults = {name: zeroshot.nfe(name) for name in zeroshot.METHODS}
+    assert defaults == {"dps": 1000, "ddrm": 25, "ddnm": 100, "pigdm": 100, "daps": 1000}
+    assert zeroshot.NEEDS_GRAD == {"dps", "pigdm"}
+    with pytest.raises(ValueError, match="unknown zero-shot method"):
+        zeroshot.nfe("ddpm")
+
+
+@pytest.mark.parametrize("method", sorted(FAST))
+@pytest.mark.parametrize("noise_std", [0.0, 0.1])
+def test_nfe_is_the_number_of_denoiser_calls(method, noise_std, prior, problem):
+    op, _, y = problem(batch=3, noise_std=noise_std)
+    counter = NFECounter(prior)
+    out = zeroshot.METHODS[method](counter, op, y, **FAST[method])
+    assert out.shape == (3, *IMAGE_SHAPE) and bool(out.isfinite().all())
+    assert counter.nfe == zeroshot.nfe(method, **FAST[method])
+
+
+@pytest.mark.parametrize("method", ["ddnm", "ddrm"])
+def test_range_replacement_is_measurement_consistent_when_noiseless(method, prior, problem):
+    op, _, y = problem(batch=8, rows=8)
+    out = zeroshot.METHODS[method](prior, op, y, **FAST[method])
+    assert bool((residual(op, out, y) <= 1e-4 * y.norm(dim=1)).all())
+
+
+@pytest.mark.parametrize("method", sorted(UNGUIDED))
+def test_guidance_reduces_the_residual(method, prior, problem):
+    op, _, y = problem(batch=16, rows=8)
+    fn = zeroshot.METHODS[method]
+    guided = residual(op, fn(prior, op, y, **FAST[method]), y).mean()
+    unguided = residual(op, fn(prior, op, y, **FAST[method], **UNGUIDED[method]), y).mean()
+    assert guided < 0.5 * unguided
+
+
+def test_pigdm_weighting_is_exact_for_an_isotropic_prior(problem):
+    """With ``Σ = σ_d² I`` the guided estimate is the projection of ``x̂₀`` onto ``A x = y``."""
+    iso = GaussianDenoiser(torch.zeros(N), 0.25 * torch.eye(N), IMAGE_SHAPE)
+    op, _, y = problem(batch=4, rows=6)
+    out = zeroshot.pigdm(iso, op, y, steps=5, sigma_data=0.5)
+    assert bool((residual(op, out, y) <= 1e-4 * y.norm(dim=1)).all())
+
+
+@pytest.mark.parametrize("method", sorted(FAST))
+def test_sample_depends_only_on_seed_and_index(method, prior, problem):
+    op, _, y = problem(batch=4, noise_std=0.1)
+    fn = zeroshot.METHODS[method]
+    batch = fn(prior, op, y, seed=7, **FAST[method])
+    alone = fn(prior, op.subset([2]), y[2:3], seed=7, indices=[2], **FAST[method])
+    torch.testing.assert_close(alone[0], batch[2], atol=1e-5, rtol=1e-5)
+    other_seed = fn(prior, op, y, seed=8, **FAST[method])
+    assert not torch.allclose(other_seed, batch)
+
+
+@pytest.mark.parametrize("method", sorted(FAST))
+def test_noisy_measurements_pull_towards_y(method, prior, problem):
+    """σ_y = 0.1: samples stay finite and fit y much better than draws from the prior do."""
+    op, _, y = problem(batch=16, rows=8, noise_std=0.1)
+    out = zeroshot.METHODS[method](prior, op, y, **FAST[method])
+    assert bool(out.isfinite().all())
+    prior_draws = zeroshot.METHODS["ddnm"](prior, DenseOperator(op.matrices * 0), y * 0, steps=20)
+    assert residual(op, out, y).mean() < 0.6 * residual(op, prior_draws, y).mean()
+
+
+def test_effective_noise_std_of_scaled_masks():
+    """``A = c·S`` (S selects pixels): the image-space noise is ``σ_y / c``; 0 when noiseless."""
+    select = torch.eye(N)[[0, 3, 5, 6, 9, 12]].expand(2, -1, -1)
+    scale = torch.tensor([1.0, 4.0])[:, None, None]
+    noisy = DenseOperator(select * scale, noise_std=0.2)
+    est = effective_noise_std(noisy, seed=0, indices=[0, 1], probes=512)
+    torch.testing.assert_close(est, torch.tensor([0.2, 0.05]), rtol=0.1, atol=0)
+    assert bool((effective_noise_std(DenseOperator(select), 0, [0, 1]) == 0).all())
+
+
+def test_bad_inputs_raise_clear_errors(prior, problem):
+    op, _, y = problem(batch=2)
+    with pytest.raises(ValueError, match="y must have shape"):
+        zeroshot.ddnm(prior, op, y[:1])
+    with pytest.raises(ValueError, match="one index per example"):
+        zeroshot.ddnm(prior, op, y, indices=[0])
+    with pytest.raises(ValueError, match="ode_sigma_min"):
+        zeroshot.daps(prior, op, y, sigma_min=0.005)
