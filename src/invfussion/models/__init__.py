@@ -1,0 +1,11 @@
+"""Denoiser networks: the HDiT backbone with InvFussion blocks, Palette and unconditional variants.
+
+    from invfussion import models
+    net = models.build("mnist32", "invfussion")
+    x0 = net(x_noisy, sigma, op, y)          # EDM-preconditioned denoiser
+"""
+
+from .precond import CONDITIONINGS, Denoiser
+from .presets import PRESETS, ModelConfig, build
+
+__all__ = ["CONDITIONINGS", "Denoiser", "ModelConfig", "PRESETS", "build"]

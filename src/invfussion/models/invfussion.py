@@ -1,0 +1,118 @@
+"""InvFussion blocks: the Feature Degradation Layer and joint attention (NOTES §3, paper Eq. 7).
+
+At a level whose tokens cover ``P × P`` pixels, a token's ``d`` features are read as ``P²`` sub-pixel
+positions × ``K = d / (P²·C)`` images × ``C`` channels (sub-pixel position outermost, then image
+index, then channel), so the whole token grid is a stack of ``K`` images of the data's shape. The
+FDL pushes that stack through the example's own degradation:
+
+    FDL(Z) = patch( A⁺( GELU( W · [y ; A z₁ ; … ; A z_K] ) ) ),
+
+with ``W: R^{K+1} → R^K`` applied independently at every measurement coordinate. Joint attention
+then lets every query attend, in one softmax, both to the usual keys and to extra keys built from
+``[x̃ ; ỹ]`` with values from ``ỹ``, where ``ỹ = AdaRMSNorm(FDL(x))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import AttentionPattern, attend
+from .hdit import AdaRMSNorm, SelfAttentionBlock, TokenGrid
+
+
+@dataclass
+class Degradation:
+    """The operator batch and its measurement, handed to every InvFussion block.
+
+    ``op=None`` is the zero operator (``y`` must then be ``None``): the FDL output is zero.
+    ``y: (B, M)``.
+    """
+
+    op: object | None
+    y: Tensor | None
+
+
+def tokens_to_stack(z: Tensor, patch: int, channels: int) -> Tensor:
+    """``(B, h, w, d)`` → ``(B, K, C, h·P, w·P)`` with ``K = d / (P²·C)``."""
+    b, h, w, d = z.shape
+    k = d // (patch * patch * channels)
+    z = z.reshape(b, h, w, patch, patch, k, channels)
+    return z.permute(0, 5, 6, 1, 3, 2, 4).reshape(b, k, channels, h * patch, w * patch)
+
+
+def stack_to_tokens(s: Tensor, patch: int) -> Tensor:
+    """Inverse of :func:`tokens_to_stack`: ``(B, K, C, H, W)`` → ``(B, H/P, W/P, P²·K·C)``."""
+    b, k, c, hh, ww = s.shape
+    h, w = hh // patch, ww // patch
+    s = s.reshape(b, k, c, h, patch, w, patch)
+    return s.permute(0, 3, 5, 4, 6, 1, 2).reshape(b, h, w, patch * patch * k * c)
+
+
+def fdl_supported(width: int, patch: int, channels: int) -> bool:
+    """Whether a level of this width can be read as a stack of whole images."""
+    return width % (patch * patch * channels) == 0
+
+
+class FeatureDegradationLayer(nn.Module):
+    """``z: (B, h, w, d)``, ``op`` a batch of ``B`` operators, ``y: (B, M)`` → ``(B, h, w, d)``."""
+
+    def __init__(self, width: int, patch: int, channels: int):
+        super().__init__()
+        if not fdl_supported(width, patch, channels):
+            raise ValueError(
+                f"width {width} is not divisible by patch² · channels = {patch * patch * channels}; "
+                "use plain attention at this level."
+            )
+        self.patch = patch
+        self.channels = channels
+        self.n_images = width // (patch * patch * channels)
+        self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=False)
+
+    def forward(self, z: Tensor, op, y: Tensor) -> Tensor:
+        stack = tokens_to_stack(z, self.patch, self.channels)  # (B, K, C, H, W)
+        measured = torch.cat([y[:, None].to(z.dtype), op.A(stack)], dim=1)  # (B, K+1, M)
+        mixed = F.gelu(self.mix(measured.transpose(1, 2))).transpose(1, 2)  # (B, K, M)
+        return stack_to_tokens(op.pinv(mixed.contiguous()), self.patch)
+
+
+class JointAttentionBlock(SelfAttentionBlock):
+    """Self-attention whose keys/values are extended by the degradation branch.
+
+    Extra keys ``W_k [x̃ ; ỹ]`` and values ``W_v ỹ`` (bias-free) get the same cosine normalisation,
+    scale and RoPE as the ordinary keys; under a neighborhood/window pattern both key sets are
+    restricted to the same neighborhood, and one softmax runs over both.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        d_head: int,
+        cond_width: int,
+        pattern: AttentionPattern,
+        dropout: float,
+        patch: int,
+        channels: int,
+    ):
+        super().__init__(width, d_head, cond_width, pattern, dropout)
+        self.fdl = FeatureDegradationLayer(width, patch, channels)
+        self.norm_joint = AdaRMSNorm(width, cond_width)
+        self.joint_k = nn.Linear(2 * width, width, bias=False)
+        self.joint_v = nn.Linear(width, width, bias=False)
+
+    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None) -> Tensor:
+        xn = self.norm(x, cond)
+        if degradation is None or degradation.op is None:
+            y_feat = torch.zeros_like(xn)  # the zero operator: A⁺(GELU(W·0)) = 0, and RMSNorm(0) = 0
+        else:
+            y_feat = self.norm_joint(self.fdl(x, degradation.op, degradation.y), cond)
+        q, k, v = self.qkv(xn).chunk(3, dim=-1)
+        k_joint = self.joint_k(torch.cat([xn, y_feat], dim=-1))
+        v_joint = self.joint_v(y_feat)
+        keys = torch.cat([self.heads(k), self.heads(k_joint)], dim=-2)
+        values = torch.cat([self.heads(v), self.heads(v_joint)], dim=-2)
+        o = attend(self.qk_embed(self.heads(q), grid), self.qk_embed(keys, grid), values, self.pattern, (grid.h, grid.w))
+        return x + self.out(self.dropout(self.merge_heads(o, x)))
