@@ -1,0 +1,121 @@
+"""Ready-to-use denoisers from shipped names, checkpoint files or run directories.
+
+A *shipped model* is a pair of package files ``invfussion/assets/<name>.safetensors`` (the EMA
+weights, possibly stored in float16) and ``<name>.json`` (``{"format", "id", "model": config,
+"card": {...}, "source": {...}}``), written by :func:`export_model` from a training checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ..training.checkpoint import read_metadata, resolve_checkpoint
+from .precond import Denoiser
+
+MODEL_FORMAT = "invfussion-model/1"
+SHIPPED = ("mnist32-invfussion", "mnist32-palette", "mnist32-unconditional", "mnist32-nppc")
+
+
+def _asset(name: str) -> Path:
+    return Path(str(importlib.resources.files("invfussion") / "assets" / f"{name}.safetensors"))
+
+
+def shipped_models() -> list[str]:
+    """Names of the models packaged with this installation."""
+    return [name for name in SHIPPED if _asset(name).is_file()]
+
+
+def locate(name_or_path: str | Path) -> Path:
+    """The ``.safetensors`` file behind a shipped name, a checkpoint/model file or a run directory."""
+    text = str(name_or_path)
+    if text in SHIPPED:
+        weights = _asset(text)
+        if not weights.is_file():
+            available = ", ".join(shipped_models()) or "none"
+            raise FileNotFoundError(f"shipped model {text!r} is not part of this installation (available: {available}); reinstall invfussion or pass a checkpoint path.")
+        return weights
+    if not Path(text).exists():
+        raise FileNotFoundError(f"no model named {text!r}: pass one of {', '.join(SHIPPED)}, a checkpoint file or a run directory.")
+    return resolve_checkpoint(text)
+
+
+def _read_state(weights: Path, header: dict[str, str], ema: bool) -> dict[str, torch.Tensor]:
+    """The network's state dict (float32) from a training checkpoint or an exported model."""
+    if header.get("format") == MODEL_FORMAT:
+        if not ema:
+            raise ValueError(f"{weights.name} holds only EMA weights; load it with ema=True or load a training checkpoint.")
+        prefix = ""
+    elif header.get("format") == CHECKPOINT_FORMAT:
+        prefix = "ema." if ema else "net."
+    else:
+        raise ValueError(f"{weights} is not an invfussion model or checkpoint (format {header.get('format')!r}); pass a file written by invfussion.")
+    state = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():
+            if key.startswith(prefix):
+                t = f.get_tensor(key)
+                state[key[len(prefix):]] = t.float() if t.is_floating_point() else t
+    return state
+
+
+def load(name_or_path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Denoiser:
+    """A denoiser in eval mode, in float32, on ``device``.
+
+    Args:
+        name_or_path: a shipped name (``mnist32-invfussion``, ``mnist32-palette``,
+            ``mnist32-unconditional``, ``mnist32-nppc``), a ``.safetensors`` checkpoint or exported
+            model with its sibling ``.json``, or a run directory (its latest checkpoint).
+        ema: the EMA weights (default) or, for a training checkpoint, the raw trained weights.
+    """
+    from . import build
+
+    weights = locate(name_or_path)
+    header, record = read_metadata(weights)
+    state = _read_state(weights, header, ema)
+    config = record.get("model")
+    if not isinstance(config, dict) or "preset" not in config:
+        raise ValueError(f"{weights.with_suffix('.json')} has no model configuration; re-export the model from its checkpoint.")
+    net = build(**config)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{weights} does not fit the architecture in its JSON ({str(exc).splitlines()[0]}); use the invfussion version that wrote it.") from None
+    return net.to(device).eval().requires_grad_(False)
+
+
+def model_card(name_or_path: str | Path) -> dict[str, Any]:
+    """The model card of an exported model (``{}`` for a training checkpoint)."""
+    _, record = read_metadata(locate(name_or_path))
+    return dict(record.get("card") or {})
+
+
+def export_model(checkpoint_or_run: str | Path, dest_stem: str | Path, card: dict[str, Any], dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``<dest_stem>.safetensors`` (EMA weights in ``dtype``) and ``<dest_stem>.json``.
+
+    ``card`` is stored as the model card (e.g. the exact command, wall time, machine, metrics);
+    the checkpoint's step, images seen and training configuration are stored under ``source``.
+    Returns the ``.safetensors`` path.
+    """
+    weights = resolve_checkpoint(checkpoint_or_run)
+    header, record = read_metadata(weights)
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{weights} is not a training checkpoint; export from RUN/checkpoints/ or a run directory.")
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in _read_state(weights, header, ema=True).items()}
+    dest = Path(dest_stem)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    model_id = uuid.uuid4().hex
+    out = dest.with_name(dest.name + ".safetensors")
+    save_file(state, str(out), metadata={"format": MODEL_FORMAT, "id": model_id})
+    source = {key: record.get(key) for key in ("step", "images_seen", "wall_time", "train")}
+    meta = {"format": MODEL_FORMAT, "id": model_id, "model": record["model"], "card": card, "source": source}
+    dest.with_name(dest.name + ".json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    return out

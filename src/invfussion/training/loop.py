@@ -1,0 +1,428 @@
+"""The training loop: ``train(TrainConfig(...))`` → path of the final checkpoint.
+
+One step: this rank's slice of the global batch (see :mod:`.batches`) → objective (per-example
+loss, averaged) → backward → non-finite gradient guard → Adam with warm-up and inverse-square-root
+decay → EMA. Rank 0 logs (progress bar, ``RUN/log.jsonl``, TensorBoard when installed), writes a
+preview grid every ``sample_every`` steps and a checkpoint every ``checkpoint_every`` steps, at the
+end, and on SIGTERM/SIGINT.
+
+Exact resume: every random number of a step is drawn from per-example streams of (seed, global
+example index), and torch's global generators (used only by dropout) are re-seeded from
+(seed, step, rank) before each step, so a checkpoint needs no generator state: a run resumed from
+step k reproduces the uninterrupted run bitwise on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import seeding
+from . import distributed
+from .batches import StepBatches
+from .checkpoint import (
+    checkpoint_stem,
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_state_from_safe,
+    optimizer_state_to_safe,
+    prefixed,
+    save_checkpoint,
+    unprefixed,
+)
+from .ema import EMA
+from .grid import save_image_grid
+from .losses import OBJECTIVES, TrainingBatch, make_objective
+
+CONDITIONINGS = ("invfussion", "palette", "unconditional")
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+# Settings that may change when a run is resumed; every other field must match the checkpoint.
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "out", "resume", "checkpoint_every", "keep_checkpoints", "sample_every", "sample_steps",
+     "log_every", "num_workers", "device", "tensorboard"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (field names match the ``invfussion train`` flags).
+
+    Schedule: ``lr(t) = lr · min((t+1)/warmup_steps, 1) / √max(t/lr_ref_steps, 1)``.
+    EMA: half-life ``ema_half_life_images`` images, capped at ``ema_rampup · images seen``.
+    """
+
+    preset: str = "mnist32"
+    conditioning: str = "invfussion"
+    steps: int = 20_000
+    batch_size: int = 64
+    out: str = "runs/mnist32-invfussion"
+    resume: bool = False
+    seed: int = 0
+    # data
+    data: str = "mnist"
+    resolution: int | None = None
+    aug_p: float = 0.0
+    xflip: bool = False
+    label_dropout: float = 0.1
+    # degradations (None: the paper's mixture); measurement_noise adds noise=σ_y to specs without one
+    degradations: list[str] | None = None
+    degradation_weights: list[float] | None = None
+    measurement_noise: float = 0.0
+    # objective
+    objective: str = "diffusion"
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    mmse_sigma: float = 100.0
+    # optimisation
+    lr: float = 2e-4
+    warmup_steps: int = 500
+    lr_ref_steps: int = 5_000
+    ema_half_life_images: float = 500_000
+    ema_rampup: float | None = 0.05
+    amp: str = "auto"
+    # bookkeeping
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 3
+    sample_every: int = 1_000
+    sample_steps: int = 16
+    log_every: int = 50
+    device: str = "auto"
+    num_workers: int = 0
+    tensorboard: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; pass one of {', '.join(CONDITIONINGS)}.")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; pass one of {', '.join(sorted(OBJECTIVES))}.")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"unknown amp mode {self.amp!r}; pass one of {', '.join(AMP_MODES)}.")
+        for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every", "warmup_steps", "lr_ref_steps", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value ≥ 1.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}; pass e.g. 2e-4.")
+        if not 0.0 <= self.label_dropout <= 1.0:
+            raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}.")
+        if self.degradation_weights is not None and (self.degradations is None or len(self.degradation_weights) != len(self.degradations)):
+            raise ValueError("degradation_weights needs one weight per entry of degradations; pass both lists with equal length.")
+        if self.conditioning == "unconditional" and self.degradations:
+            raise ValueError("an unconditional model trains without degradations; drop --degradations or pick invfussion/palette.")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of 0-based step ``step``: linear warm-up, then ``1/√(t/t_ref)`` decay."""
+    warmup = min((step + 1) / cfg.warmup_steps, 1.0)
+    return cfg.lr * warmup / math.sqrt(max(step / cfg.lr_ref_steps, 1.0))
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16/fp16 for mixed precision, ``None`` for fp32 (``auto``: bf16 on CUDA, fp32 on CPU)."""
+    mode = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 mixed precision needs CUDA; pass --amp none (or bf16) on the CPU.")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
+    """Raise ``ValueError`` if ``cfg`` changes a setting that a resumed run must keep."""
+    current = cfg.to_json()
+    for name in sorted(set(saved) | set(current)):
+        if name not in RESUMABLE_CHANGES and saved.get(name) != current.get(name):
+            raise ValueError(
+                f"{where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}; "
+                "resume with the original settings or train into a new --out."
+            )
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop polls, so it can checkpoint and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class RunLog:
+    """Rank 0's metrics: ``RUN/log.jsonl`` always, TensorBoard scalars when it is installed."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.path = run_dir / "log.jsonl"
+        self.writer = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def with_noise(spec: str, noise_std: float) -> str:
+    """``spec`` with ``noise=noise_std`` added unless it sets its own noise (or ``noise_std`` is 0)."""
+    from ..degradations import parse_spec
+
+    family, params = parse_spec(spec)
+    if noise_std == 0 or "noise" in params:
+        return spec
+    return f"{spec}{',' if params else ':'}noise={noise_std:g}"
+
+
+def build_mixture(cfg: TrainConfig):
+    """The training distribution over operators (``None`` for an unconditional model)."""
+    from .. import degradations as deg
+
+    if cfg.conditioning == "unconditional":
+        return None
+    specs = list(cfg.degradations) if cfg.degradations is not None else list(deg.Mixture.paper().specs)
+    return deg.Mixture([with_noise(s, cfg.measurement_noise) for s in specs], weights=cfg.degradation_weights)
+
+
+def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False) if grads else torch.zeros(())
+
+
+class Trainer:
+    """One training run; :func:`train` is the entry point."""
+
+    def __init__(self, cfg: TrainConfig, ctx: distributed.Context):
+        from .. import data, models
+
+        cfg.validate()
+        self.cfg, self.ctx, self.device = cfg, ctx, ctx.device
+        self.run_dir = Path(cfg.out)
+        self.dataset = data.open_dataset(cfg.data, cfg.resolution)
+        if len(self.dataset) == 0:
+            raise ValueError(f"dataset {cfg.data} has no images; point --data at a folder or zip with images.")
+        self.image_shape = tuple(self.dataset[0][0].shape)
+        torch.manual_seed(seeding.example_seed(cfg.seed, 0, "init"))
+        self.net = models.build(cfg.preset, cfg.conditioning, **cfg.overrides).to(self.device)
+        self.num_classes = int(getattr(self.net, "num_classes", 0) or 0)
+        dataset_classes = int(getattr(self.dataset, "num_classes", 0) or 0)
+        if dataset_classes > self.num_classes and self.num_classes:
+            raise ValueError(f"the dataset has {dataset_classes} classes but the model only {self.num_classes}; pass overrides num_classes={dataset_classes}.")
+        self.ema = EMA(self.net, cfg.ema_half_life_images, cfg.ema_rampup)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8, fused=True)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, cfg.mmse_sigma)
+        self.mixture = build_mixture(cfg)
+        self.step = 0
+        self.images_seen = 0
+        self.skipped_steps = 0
+        self.wall_time = 0.0
+        self.last_checkpoint: Path | None = None
+        self._resume_if_asked()
+        augment = data.Augment(cfg.aug_p, cfg.xflip) if (cfg.aug_p > 0 or cfg.xflip) else None
+        self.batches = StepBatches(
+            self.dataset, seed=cfg.seed, global_batch=cfg.batch_size, positions=distributed.shard(cfg.batch_size, ctx),
+            mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
+        )
+        self.model = distributed.wrap(self.net, ctx)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _resume_if_asked(self) -> None:
+        found = latest_checkpoint(self.run_dir)
+        if found is None:
+            return
+        if not self.cfg.resume:
+            raise ValueError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it or a new --out.")
+        tensors, record, path = load_checkpoint(found, device=self.device)
+        check_resumable(record.get("train", {}), self.cfg, path)
+        try:
+            self.net.load_state_dict(unprefixed("net.", tensors))
+            self.ema.net.load_state_dict(unprefixed("ema.", tensors))
+        except RuntimeError as exc:
+            raise ValueError(f"{path} does not fit the model built from its settings ({str(exc).splitlines()[0]}); resume with the code version that wrote it.") from None
+        self.optimizer.load_state_dict(optimizer_state_from_safe(tensors, record["optimizer"]))
+        if self.scaler is not None and record.get("grad_scaler"):
+            self.scaler.load_state_dict(record["grad_scaler"])
+        self.step, self.images_seen = int(record["step"]), int(record["images_seen"])
+        self.skipped_steps, self.wall_time = int(record.get("skipped_steps", 0)), float(record.get("wall_time", 0.0))
+        self.last_checkpoint = path
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step (rank 0 writes; all ranks return its path)."""
+        path = self.run_dir / "checkpoints" / f"{checkpoint_stem(self.step)}.safetensors"
+        if self.ctx.is_main:
+            optim_tensors, optim_json = optimizer_state_to_safe(self.optimizer.state_dict())
+            tensors = {**prefixed("net.", self.net.state_dict()), **prefixed("ema.", self.ema.net.state_dict()), **optim_tensors}
+            meta = {
+                "train": self.cfg.to_json(), "model": self.net.config, "images_seen": self.images_seen,
+                "skipped_steps": self.skipped_steps, "wall_time": self.wall_time, "optimizer": optim_json,
+                "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "world_size": self.ctx.world_size, "torch": torch.__version__,
+            }
+            path = save_checkpoint(self.run_dir, self.step, tensors, meta, keep=self.cfg.keep_checkpoints)
+        distributed.barrier(self.ctx)
+        self.last_checkpoint = path
+        return path
+
+    # -- one step ------------------------------------------------------------------------------
+    def _train_step(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update the weights on one batch; returns (mean loss, grad norm) as device tensors."""
+        torch.manual_seed(seeding.example_seed(self.cfg.seed, self.step, f"global-rng/{self.ctx.rank}"))
+        lr = learning_rate(self.cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+        )
+        with autocast:
+            loss = self.objective(self.model, batch).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = _grad_norm(self.net)
+            self.scaler.step(self.optimizer)  # skips the update itself when gradients are not finite
+            self.scaler.update()
+        else:
+            loss.backward()
+            grad_norm = _grad_norm(self.net)
+            # Fused Adam skips the whole update on device when found_inf is 1 (no host sync).
+            self.optimizer.found_inf = (~torch.isfinite(grad_norm)).float().to(self.device)
+            self.optimizer.step()
+            del self.optimizer.found_inf
+        self.images_seen += self.cfg.batch_size
+        self.ema.update(self.net, self.cfg.batch_size, self.images_seen)
+        self.step += 1
+        return loss.detach(), grad_norm.detach()
+
+    # -- previews ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self, rows: int = 8) -> Path:
+        """Write ``RUN/samples/step-XXXXXXX.png`` from the EMA network: per row clean | A⁺y | 2
+        posterior samples (4 samples per row for an unconditional model)."""
+        from .. import sampling
+
+        net = self.ema.net
+        images = torch.stack([self.dataset[i][0] for i in range(min(rows, len(self.dataset)))]).to(self.device)
+        labels = None
+        if self.num_classes:
+            labels = torch.tensor([max(int(self.dataset[i][1]), 0) for i in range(images.shape[0])], device=self.device)
+        seed = seeding.example_seed(self.cfg.seed, 0, "preview")
+        steps = self.cfg.sample_steps
+        if self.mixture is None:
+            columns = [sampling.unconditional(net, images.shape[0], self.image_shape, steps=steps, class_labels=labels, seed=s)
+                       for s in range(4)]
+        else:
+            op = self.mixture.sample(images.shape[0], self.image_shape, seed=seed, device=self.device)
+            y = op.measure(images, seed=seed)
+            samples = [sampling.posterior(net, op, y, steps=steps, class_labels=labels, seed=s) for s in (0, 1)]
+            columns = [images, op.pinv(y), *samples]
+        return save_image_grid(columns, self.run_dir / "samples" / f"{checkpoint_stem(self.step)}.png")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg, ctx = self.cfg, self.ctx
+        if self.step >= cfg.steps:
+            return self.last_checkpoint or self.save()
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps({"train": cfg.to_json(), "model": self.net.config}, indent=2))
+        loader = torch.utils.data.DataLoader(
+            self.batches, sampler=range(self.step, cfg.steps), batch_size=None, num_workers=cfg.num_workers,
+            pin_memory=False, generator=torch.Generator().manual_seed(cfg.seed),
+            prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False,
+        )
+        log = RunLog(self.run_dir, ctx.is_main, cfg.tensorboard)
+        progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
+        loss_sum = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
+        window_steps, window_start = 0, time.perf_counter()
+        saved_at = -1
+        self.model.train()
+        try:
+            with StopRequest() as stop:
+                for batch in loader:
+                    loss, grad_norm = self._train_step(batch.to(self.device, non_blocking=True))
+                    loss_sum += loss
+                    skipped += (~torch.isfinite(grad_norm)).float()
+                    window_steps += 1
+                    progress.update(1)
+                    at_end = self.step == cfg.steps
+                    if self.step % cfg.log_every == 0 or at_end:
+                        mean_loss = float(distributed.mean_over_ranks(loss_sum, ctx)) / window_steps
+                        elapsed = time.perf_counter() - window_start
+                        self.wall_time += elapsed
+                        self.skipped_steps += int(skipped.item())
+                        img_s = window_steps * cfg.batch_size / max(elapsed, 1e-9)
+                        progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{img_s:.0f}", skipped=self.skipped_steps)
+                        log.write(self.step, {"loss": mean_loss, "grad_norm": float(grad_norm), "lr": learning_rate(cfg, self.step - 1),
+                                              "img_per_s": img_s, "skipped_steps": self.skipped_steps, "images_seen": self.images_seen})
+                        loss_sum.zero_(); skipped.zero_()
+                        window_steps, window_start = 0, time.perf_counter()
+                        stopping = distributed.any_rank(stop.requested, ctx)
+                    else:
+                        stopping = stop.requested and not ctx.distributed
+                    if self.step % cfg.checkpoint_every == 0 or at_end or stopping:
+                        self.save()
+                        saved_at = self.step
+                    if ctx.is_main and self.step % cfg.sample_every == 0:
+                        self.preview()
+                    if stopping:
+                        progress.write(f"stopped at step {self.step}; continue with --resume --out {self.run_dir}")
+                        break
+        finally:
+            progress.close()
+            log.close()
+        if saved_at != self.step:
+            self.save()
+        return self.last_checkpoint
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says (one process, or one rank under ``torchrun``); returns the final checkpoint."""
+    ctx = distributed.init(cfg.device)
+    try:
+        return Trainer(cfg, ctx).run()
+    finally:
+        distributed.shutdown(ctx)

@@ -1,0 +1,128 @@
+import json
+
+import pytest
+import torch
+from conftest import assert_same_tensors, checkpoint_tensors, tiny_config
+
+from invfussion import data
+from invfussion import degradations as deg
+from invfussion.training import distributed
+from invfussion.training.batches import StepBatches
+from invfussion.training.loop import TrainConfig, Trainer, learning_rate, train, with_noise
+
+
+def logged(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_trains_and_its_loss_falls(tmp_path):
+    final = train(tiny_config(tmp_path, steps=30, lr=2e-3, checkpoint_every=30, sample_every=30, sample_steps=2))
+    losses = [r["loss"] for r in logged(tmp_path)]
+    assert len(losses) == 6 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert final.name == "step-0000030.safetensors"
+    assert (tmp_path / "samples" / "step-0000030.png").is_file()
+
+
+def test_resume_equals_uninterrupted_bitwise(tmp_path):
+    whole = train(tiny_config(tmp_path / "whole", steps=10))
+    train(tiny_config(tmp_path / "split", steps=5))
+    resumed = train(tiny_config(tmp_path / "split", steps=10, resume=True))
+    assert_same_tensors(checkpoint_tensors(whole), checkpoint_tensors(resumed))
+    a = json.loads(whole.with_suffix(".json").read_text())
+    b = json.loads(resumed.with_suffix(".json").read_text())
+    assert a["images_seen"] == b["images_seen"] == 80 and a["optimizer"] == b["optimizer"]
+
+
+def test_existing_run_needs_resume_and_same_settings(tmp_path):
+    train(tiny_config(tmp_path, steps=5))
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_config(tmp_path, steps=10))
+    with pytest.raises(ValueError, match="batch_size=8, not 4"):
+        train(tiny_config(tmp_path, steps=10, batch_size=4, resume=True))
+
+
+@pytest.mark.parametrize("conditioning,objective", [("unconditional", "diffusion"), ("palette", "mmse")])
+def test_other_conditionings_and_objectives_train(tmp_path, conditioning, objective):
+    final = train(tiny_config(tmp_path, steps=4, conditioning=conditioning, objective=objective,
+                              sample_every=4, sample_steps=2, checkpoint_every=4))
+    assert final.is_file() and (tmp_path / "samples" / "step-0000004.png").is_file()
+
+
+def test_non_finite_gradients_skip_the_step(tmp_path):
+    ctx = distributed.init("cpu")
+    trainer = Trainer(tiny_config(tmp_path, steps=3), ctx)
+    objective = trainer.objective
+    trainer.objective = lambda net, batch: objective(net, batch) * (float("nan") if trainer.step == 1 else 1.0)
+    batches = [trainer.batches[t] for t in range(3)]
+    trainer._train_step(batches[0])
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    _, grad_norm = trainer._train_step(batches[1])
+    assert not torch.isfinite(grad_norm)
+    assert_same_tensors(before, trainer.net.state_dict())  # weights untouched by the NaN step
+    assert int(trainer.optimizer.state_dict()["state"][0]["step"]) == 1  # Adam's count did not advance
+    trainer._train_step(batches[2])
+    assert all(torch.isfinite(v).all() for v in trainer.net.state_dict().values())
+    assert any(not torch.equal(before[k], v) for k, v in trainer.net.state_dict().items())  # training goes on
+
+
+def step_batches(**kwargs) -> StepBatches:
+    defaults = dict(seed=1, global_batch=8, positions=slice(0, 8), mixture=deg.Mixture(["matrix:noise=0.1", "inpaint-patches", "none"]),
+                    num_classes=10, label_dropout=0.3, augment=data.Augment(0.5, xflip=True))
+    defaults.update(kwargs)
+    return StepBatches(data.open_dataset("mnist"), **defaults)
+
+
+def test_shards_reassemble_the_global_batch():
+    """What rank r of N sees is exactly its slice of the single-process batch (DDP equivalence)."""
+    whole = step_batches()[3]
+    halves = [step_batches(positions=slice(0, 4))[3], step_batches(positions=slice(4, 8))[3]]
+    for name in ("images", "noise", "sigma_normal", "class_labels", "aug_labels", "indices"):
+        assert torch.equal(getattr(whole, name), torch.cat([getattr(h, name) for h in halves])), name
+    for b in range(8):
+        half, row = halves[b // 4], b % 4
+        assert torch.allclose(whole.op.pinv(whole.y)[b], half.op.pinv(half.y)[row])
+    assert whole.indices.tolist() == list(range(24, 32))
+
+
+def test_epochs_visit_every_image_once():
+    dataset = data.open_dataset("mnist")
+    batches = step_batches(global_batch=500, positions=slice(0, 500), mixture=None, augment=None, label_dropout=0.0)
+    items = [batches._item(g) for g in range(len(dataset))]
+    assert sorted(items) == list(range(len(dataset)))
+    assert items[:20] != list(range(20))  # shuffled
+
+
+def test_label_dropout_and_missing_labels_use_the_null_class():
+    kept = step_batches(label_dropout=0.0, global_batch=64, positions=slice(0, 64))[0]
+    dropped = step_batches(label_dropout=1.0, global_batch=64, positions=slice(0, 64))[0]
+    assert (kept.class_labels < 10).all() and (dropped.class_labels == 10).all()
+    some = step_batches(label_dropout=0.3, global_batch=64, positions=slice(0, 64))[0]
+    assert 5 <= int((some.class_labels == 10).sum()) <= 35
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, lr_ref_steps=100)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 9) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 100) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 400) == pytest.approx(5e-4)
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    for changes, message in [
+        (dict(conditioning="cond"), "unknown conditioning"),
+        (dict(objective="l1"), "unknown objective"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(degradations=["matrix"], degradation_weights=[1, 2]), "one weight per entry"),
+        (dict(conditioning="unconditional", degradations=["matrix"]), "without degradations"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            tiny_config(tmp_path, **changes).validate()
+
+
+def test_measurement_noise_reaches_every_spec():
+    assert with_noise("matrix", 0.1) == "matrix:noise=0.1"
+    assert with_noise("sr:factor=2", 0.1) == "sr:factor=2,noise=0.1"
+    assert with_noise("sr:noise=0.2", 0.1) == "sr:noise=0.2"
+    assert with_noise("none", 0.0) == "none"
