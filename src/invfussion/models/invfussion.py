@@ -73,10 +73,12 @@ class FeatureDegradationLayer(nn.Module):
         self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=False)
 
     def forward(self, z: Tensor, op, y: Tensor) -> Tensor:
-        stack = tokens_to_stack(z, self.patch, self.channels)  # (B, K, C, H, W)
-        measured = torch.cat([y[:, None].to(z.dtype), op.A(stack)], dim=1)  # (B, K+1, M)
-        mixed = F.gelu(self.mix(measured.transpose(1, 2))).transpose(1, 2)  # (B, K, M)
-        return stack_to_tokens(op.pinv(mixed.contiguous()), self.patch)
+        """Computed in float32 under any autocast (A⁺ can amplify bf16 rounding); returns ``z``'s dtype."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            stack = tokens_to_stack(z.float(), self.patch, self.channels)  # (B, K, C, H, W)
+            measured = torch.cat([y[:, None].float(), op.A(stack)], dim=1)  # (B, K+1, M)
+            mixed = F.gelu(measured.transpose(1, 2) @ self.mix.weight.float().T).transpose(1, 2)  # (B, K, M)
+            return stack_to_tokens(op.pinv(mixed.contiguous()), self.patch).to(z.dtype)
 
 
 class JointAttentionBlock(SelfAttentionBlock):

@@ -60,8 +60,14 @@ class Denoiser(nn.Module):
             raise ValueError(f"expected images of shape (B, {c}, {r}, {r}), got {tuple(x.shape)}; resize or pick another model.")
         if self.conditioning != "unconditional" and (op is None) != (y is None):
             raise ValueError("pass op and y together (y = op.measure(x)), or neither for the zero operator.")
-        if class_labels is not None and not self.num_classes:
-            raise ValueError("this model has no classes; call it without class_labels.")
+        if class_labels is not None:
+            if not self.num_classes:
+                raise ValueError("this model has no classes; call it without class_labels.")
+            if class_labels.dtype.is_floating_point or bool(((class_labels < 0) | (class_labels > self.num_classes)).any()):
+                raise ValueError(
+                    f"class_labels must be integers in [0, {self.num_classes}] ({self.num_classes} = no class); "
+                    "map your labels to that range."
+                )
 
     def forward(
         self,
