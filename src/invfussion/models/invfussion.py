@@ -73,11 +73,13 @@ class FeatureDegradationLayer(nn.Module):
         self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=False)
 
     def forward(self, z: Tensor, op, y: Tensor) -> Tensor:
-        """Computed in float32 under any autocast (A⁺ can amplify bf16 rounding); returns ``z``'s dtype."""
+        """Computed in float32 (float64 for float64 input) under any autocast, since A⁺ can amplify
+        bf16 rounding; returns ``z``'s dtype."""
+        dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=z.device.type, enabled=False):
-            stack = tokens_to_stack(z.float(), self.patch, self.channels)  # (B, K, C, H, W)
-            measured = torch.cat([y[:, None].float(), op.A(stack)], dim=1)  # (B, K+1, M)
-            mixed = F.gelu(measured.transpose(1, 2) @ self.mix.weight.float().T).transpose(1, 2)  # (B, K, M)
+            stack = tokens_to_stack(z.to(dtype), self.patch, self.channels)  # (B, K, C, H, W)
+            measured = torch.cat([y[:, None].to(dtype), op.A(stack)], dim=1)  # (B, K+1, M)
+            mixed = F.gelu(measured.transpose(1, 2) @ self.mix.weight.to(dtype).T).transpose(1, 2)  # (B, K, M)
             return stack_to_tokens(op.pinv(mixed.contiguous()), self.patch).to(z.dtype)
 
 
