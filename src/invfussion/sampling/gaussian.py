@@ -25,6 +25,19 @@ from ..degradations.base import Operator
 PINV_RTOL = 1e-10  # relative eigenvalue cut-off of the innovation covariance (float64)
 
 
+def measurement_gain(cov: Tensor, A: Tensor, sigma_y: Tensor | float) -> tuple[Tensor, Tensor]:
+    """The Kalman gain ``Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁺`` ``(..., n, M)`` and ``Σ Aᵀ`` ``(..., n, M)``.
+
+    Args:
+        cov: ``(..., n, n)``; A: ``(..., M, n)``; sigma_y: scalar or ``(...)`` (float64 maths).
+    """
+    sigma_y = torch.as_tensor(sigma_y, dtype=torch.float64, device=cov.device)
+    cov_At = cov @ A.transpose(-1, -2)
+    eye = torch.eye(A.shape[-2], dtype=torch.float64, device=cov.device)
+    innovation = A @ cov_At + sigma_y[..., None, None] ** 2 * eye
+    return cov_At @ torch.linalg.pinv(innovation, rtol=PINV_RTOL, hermitian=True), cov_At
+
+
 def condition_on_measurement(
     mean: Tensor, cov: Tensor, A: Tensor, y: Tensor, sigma_y: Tensor | float
 ) -> tuple[Tensor, Tensor]:
@@ -37,11 +50,7 @@ def condition_on_measurement(
     Returns:
         posterior mean ``(..., n)`` and covariance ``(..., n, n)`` (symmetrised).
     """
-    sigma_y = torch.as_tensor(sigma_y, dtype=torch.float64, device=mean.device)
-    cov_At = cov @ A.transpose(-1, -2)  # (..., n, M)
-    eye = torch.eye(A.shape[-2], dtype=torch.float64, device=mean.device)
-    innovation = A @ cov_At + sigma_y[..., None, None] ** 2 * eye
-    gain = cov_At @ torch.linalg.pinv(innovation, rtol=PINV_RTOL, hermitian=True)  # (..., n, M)
+    gain, cov_At = measurement_gain(cov, A, sigma_y)
     residual = y - (A @ mean.unsqueeze(-1)).squeeze(-1)
     post_mean = mean + (gain @ residual.unsqueeze(-1)).squeeze(-1)
     post_cov = cov - gain @ cov_At.transpose(-1, -2)
@@ -103,7 +112,7 @@ class GaussianDenoiser(torch.nn.Module):
         self.register_buffer("cov", cov)
         self.register_buffer("eigenvalues", eigenvalues.clamp_min(0.0))
         self.register_buffer("eigenvectors", eigenvectors)
-        self._dense_cache: tuple[Operator, Tensor] | None = None
+        self._dense_cache: tuple[Operator, tuple[Tensor, Tensor, Tensor]] | None = None
 
     def forward(
         self,
@@ -116,22 +125,35 @@ class GaussianDenoiser(torch.nn.Module):
         batch = x_noisy.shape[0]
         x = x_noisy.reshape(batch, -1).to(torch.float64)
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(batch)
-        # Condition on x_σ in the prior's eigenbasis (stable for σ → 0 and singular Σ):
-        # gain λ/(λ+σ²), covariance λσ²/(λ+σ²) per eigendirection.
+        # Condition on x_σ in the prior's eigenbasis (stable for σ → 0 and singular Σ): gain
+        # λ/(λ+σ²) and variance λσ²/(λ+σ²) per eigendirection, once per distinct σ.
+        levels, level_of = torch.unique(sigma, return_inverse=True)
         lam, U = self.eigenvalues, self.eigenvectors
-        var = sigma[:, None] ** 2
-        shrink = lam / (lam + var).clamp_min(torch.finfo(torch.float64).tiny)  # (B, n)
-        mean = self.mean + ((x - self.mean) @ U * shrink) @ U.T
+        var = levels[:, None] ** 2
+        denominator = (lam + var).clamp_min(torch.finfo(torch.float64).tiny)  # (S, n)
+        mean = self.mean + ((x - self.mean) @ U * (lam / denominator)[level_of]) @ U.T
         if op is None:
             return mean.reshape(x_noisy.shape).to(x_noisy.dtype)
         if y is None:
             raise ValueError("an operator was given without its measurement y; pass y = op.measure(x).")
-        cov = (U * (lam * var / (lam + var).clamp_min(torch.finfo(torch.float64).tiny))[:, None, :]) @ U.T
-        mean, _ = condition_on_measurement(mean, cov, self._dense(op), y.to(torch.float64), op.noise_std)
+        # Then on y, with one gain per distinct (σ, operator) pair in the batch.
+        matrices, noise_stds, operator_of = self._distinct_operators(op)
+        pairs, pair_of = torch.unique(level_of * len(matrices) + operator_of, return_inverse=True)
+        level, operator = pairs // len(matrices), pairs % len(matrices)
+        cov = (U * (lam * var / denominator)[level, None, :]) @ U.T  # (P, n, n)
+        gain, _ = measurement_gain(cov, matrices[operator], noise_stds[operator])
+        A = matrices[operator_of]
+        residual = y.to(torch.float64) - (A @ mean.unsqueeze(-1)).squeeze(-1)
+        mean = mean + (gain[pair_of] @ residual.unsqueeze(-1)).squeeze(-1)
         return mean.reshape(x_noisy.shape).to(x_noisy.dtype)
 
-    def _dense(self, op: Operator) -> Tensor:
-        """``op``'s dense matrices, cached for repeated calls with the same operator object."""
+    def _distinct_operators(self, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
+        """``op``'s distinct dense matrices ``(Q, M, n)``, their ``σ_y`` ``(Q,)``, and which one
+        each example uses ``(B,)``; cached for repeated calls with the same operator object."""
         if self._dense_cache is None or self._dense_cache[0] is not op:
-            self._dense_cache = (op, dense_matrix(op))
+            dense = dense_matrix(op)
+            noise = op.noise_std.to(dense)
+            key = torch.cat([dense.flatten(1), noise[:, None]], dim=1)
+            distinct, operator_of = torch.unique(key, dim=0, return_inverse=True)
+            self._dense_cache = (op, (distinct[:, :-1].reshape(-1, *dense.shape[1:]), distinct[:, -1], operator_of))
         return self._dense_cache[1]
