@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -409,7 +410,7 @@ class Trainer:
                     if ctx.is_main and self.step % cfg.sample_every == 0:
                         self.preview()
                     if stopping:
-                        progress.write(f"stopped at step {self.step}; continue with --resume --out {self.run_dir}")
+                        progress.write(f"stopped at step {self.step}; continue with --resume --out {self.run_dir}", file=sys.stderr)
                         break
         finally:
             progress.close()
