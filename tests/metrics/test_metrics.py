@@ -134,3 +134,18 @@ def test_inception_without_local_weights_says_where_to_put_them(monkeypatch, tmp
 def test_mnist_features_missing_weights_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_classifier.py"):
         metrics.MnistFeatures(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_match_the_cpu():
+    op = deg.from_spec("motion-blur:stride=2", image_shape=(1, 8, 8), batch=4, seed=0)
+    truth, guess = random_images(4, 0), random_images(4, 1)
+    y = op.measure(truth)
+    cuda_op = op.to("cuda")
+    torch.testing.assert_close(metrics.psnr(guess.cuda(), truth.cuda()).cpu(), metrics.psnr(guess, truth))
+    torch.testing.assert_close(
+        metrics.consistency(cuda_op, guess.cuda(), y.cuda()).cpu(), metrics.consistency(op, guess, y)
+    )
+    torch.testing.assert_close(
+        metrics.projected(cuda_op, guess.cuda(), y.cuda()).cpu(), metrics.projected(op, guess, y), atol=1e-5, rtol=1e-5
+    )
