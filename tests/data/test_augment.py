@@ -33,7 +33,6 @@ def test_flip_and_integer_translation_are_exact():
     assert torch.allclose(out[~flipped], images[~flipped], atol=1e-5)
 
 
-
 def test_translation_moves_pixels_by_the_label():
     augment = data.Augment(p=0.5)
     images = torch.randn(256, 1, 16, 16)

@@ -64,12 +64,19 @@ def test_channels_follow_the_first_image(tmp_path):
 
 def test_zip_round_trip_with_labels(tmp_path):
     src = tmp_path / "src"
-    originals = [_write_png(src / cls / f"{i}.png", size=12, value=i) for i, cls in enumerate(["a", "b", "a"])]
+    originals = [
+        _write_png(src / cls / f"{i}.png", size=12, value=i)
+        for i, cls in enumerate(["a", "b", "a"])
+    ]
     dest = tmp_path / "out" / "data.zip"
     assert data.prepare_data(src, dest, resolution=12, progress=False) == 3
     with zipfile.ZipFile(dest) as archive:
         labels = json.loads(archive.read("dataset.json"))["labels"]
-    assert labels == [["00000000.png", 0], ["00000001.png", 0], ["00000002.png", 1]]  # a/0, a/2, b/1
+    assert labels == [
+        ["00000000.png", 0],
+        ["00000001.png", 0],
+        ["00000002.png", 1],
+    ]  # a/0, a/2, b/1
     dataset = data.open_dataset(dest)
     assert len(dataset) == 3 and dataset.image_shape == (3, 12, 12)
     image, label = dataset[2]

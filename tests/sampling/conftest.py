@@ -28,9 +28,11 @@ class DenseOperator(Operator):
         flat = y @ self.matrix_pinv.to(y.dtype).transpose(1, 2)
         return flat.reshape(y.shape[0], y.shape[1], *self.image_shape)
 
-    def repeat(self, batch: int) -> "DenseOperator":
+    def repeat(self, batch: int) -> DenseOperator:
         """The first example's matrix repeated ``batch`` times."""
-        return DenseOperator(self.matrix[:1].expand(batch, -1, -1), self.image_shape, float(self.noise_std[0]))
+        return DenseOperator(
+            self.matrix[:1].expand(batch, -1, -1), self.image_shape, float(self.noise_std[0])
+        )
 
 
 def gaussian_problem(seed: int = 0, rows: int = 6, rank: int = 4, noise_std: float = 0.1):
@@ -40,7 +42,9 @@ def gaussian_problem(seed: int = 0, rows: int = 6, rank: int = 4, noise_std: flo
     cov = basis @ basis.T / N + 0.05 * torch.eye(N, dtype=torch.float64)
     mean = 0.3 * torch.randn(N, generator=g, dtype=torch.float64)
     A = torch.randn(rank, N, generator=g, dtype=torch.float64)
-    A = torch.cat([A, torch.randn(rows - rank, rank, generator=g, dtype=torch.float64) @ A])  # dependent rows
+    A = torch.cat(
+        [A, torch.randn(rows - rank, rank, generator=g, dtype=torch.float64) @ A]
+    )  # dependent rows
     op = DenseOperator(A[None], IMAGE_SHAPE, noise_std)
     x = mean + torch.linalg.cholesky(cov) @ torch.randn(N, generator=g, dtype=torch.float64)
     y = op.measure(x.reshape(1, *IMAGE_SHAPE).float(), seed=seed)

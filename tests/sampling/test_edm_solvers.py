@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import IMAGE_SHAPE, N, DenseOperator, gaussian_problem
+from conftest import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
 
 from invfussion import sampling, seeding
 
@@ -11,7 +11,9 @@ F64 = torch.float64
 
 def _posterior_moments(noise_std):
     net, mean, cov, op, y = gaussian_problem(noise_std=noise_std)
-    post_mean, post_cov = sampling.gaussian_posterior(mean, cov, sampling.dense_matrix(op)[0], y[0], noise_std)
+    post_mean, post_cov = sampling.gaussian_posterior(
+        mean, cov, sampling.dense_matrix(op)[0], y[0], noise_std
+    )
     return net, op, y, post_mean, post_cov
 
 
@@ -48,8 +50,15 @@ def test_each_sample_follows_the_exact_ode_with_the_solvers_order(solver, order)
     ideal = _ideal_ode_map(x_T, post_mean, post_cov, 80.0)
     errors = []
     for steps in (32, 64):
-        samples = sampling.posterior(net, op.repeat(batch), y.expand(batch, -1), steps=steps, solver=solver)
-        errors.append(((samples.reshape(batch, -1).double() - ideal).norm(dim=1) / (ideal - post_mean).norm(dim=1)).max())
+        samples = sampling.posterior(
+            net, op.repeat(batch), y.expand(batch, -1), steps=steps, solver=solver
+        )
+        errors.append(
+            (
+                (samples.reshape(batch, -1).double() - ideal).norm(dim=1)
+                / (ideal - post_mean).norm(dim=1)
+            ).max()
+        )
     assert errors[0] < (0.03 if order == 2 else 0.1)
     ratio = errors[0] / errors[1]  # halving the step divides the error by 2^order
     assert (3.0 < ratio < 6.0) if order == 2 else (1.6 < ratio < 2.6)
@@ -59,7 +68,14 @@ def test_churn_keeps_the_posterior():
     net, op, y, post_mean, post_cov = _posterior_moments(0.1)
     batch = 2000  # churn adds discretisation error (variance +15% at 24 steps): use 64 steps
     samples = sampling.posterior(
-        net, op.repeat(batch), y.expand(batch, -1), steps=64, churn=10.0, s_min=0.05, s_max=50.0, seed=3
+        net,
+        op.repeat(batch),
+        y.expand(batch, -1),
+        steps=64,
+        churn=10.0,
+        s_min=0.05,
+        s_max=50.0,
+        seed=3,
     )
     flat = samples.reshape(batch, -1).double()
     error = flat.mean(0) - post_mean
@@ -72,7 +88,11 @@ def test_churn_keeps_the_posterior():
 def test_unconditional_samples_the_prior():
     net, mean, cov, _, _ = gaussian_problem()
     batch = 3000
-    flat = sampling.unconditional(net, batch, IMAGE_SHAPE, solver="dpmpp2m", seed=1).reshape(batch, -1).double()
+    flat = (
+        sampling.unconditional(net, batch, IMAGE_SHAPE, solver="dpmpp2m", seed=1)
+        .reshape(batch, -1)
+        .double()
+    )
     error = flat.mean(0) - mean
     assert error @ torch.linalg.solve(cov / batch, error) < 50
     assert (torch.cov(flat.T) - cov).norm() / cov.norm() < 0.12
@@ -86,7 +106,9 @@ def test_sample_is_independent_of_the_batch():
     for solver, churn in (("heun", 5.0), ("dpmpp2m", 0.0)):
         batched = sampling.posterior(net, op, y, steps=8, solver=solver, churn=churn, seed=11)
         single_op = DenseOperator(op.matrix[3:4], IMAGE_SHAPE, noise_std=0.1)
-        single = sampling.posterior(net, single_op, y[3:4], steps=8, solver=solver, churn=churn, seed=11, indices=[3])
+        single = sampling.posterior(
+            net, single_op, y[3:4], steps=8, solver=solver, churn=churn, seed=11, indices=[3]
+        )
         assert torch.allclose(single, batched[3:4], atol=1e-5)
         assert not torch.allclose(batched[2], batched[3])
 
@@ -105,14 +127,18 @@ def test_cfg_with_identical_branches_is_the_plain_sample():
     counter = sampling.NFECounter(net)
     labels = torch.zeros(2, dtype=torch.long)
     plain = sampling.posterior(net, op.repeat(2), y.expand(2, -1), steps=4, class_labels=labels)
-    guided = sampling.posterior(counter, op.repeat(2), y.expand(2, -1), steps=4, class_labels=labels, cfg=2.0)
+    guided = sampling.posterior(
+        counter, op.repeat(2), y.expand(2, -1), steps=4, class_labels=labels, cfg=2.0
+    )
     assert torch.allclose(plain, guided) and counter.nfe == 2 * 7
 
 
 def test_karras_schedule():
     sigmas = sampling.karras_sigmas(32)
     assert sigmas.shape == (33,) and sigmas[-1] == 0
-    assert torch.isclose(sigmas[0], torch.tensor(80.0, dtype=F64)) and torch.isclose(sigmas[31], torch.tensor(0.002, dtype=F64))
+    assert torch.isclose(sigmas[0], torch.tensor(80.0, dtype=F64)) and torch.isclose(
+        sigmas[31], torch.tensor(0.002, dtype=F64)
+    )
     assert torch.all(sigmas[1:] < sigmas[:-1])
     ramp = sigmas[:32] ** (1 / 7)  # linear in σ^(1/ρ)
     assert torch.allclose(ramp[1:] - ramp[:-1], (ramp[1] - ramp[0]).expand(31), atol=1e-12)
@@ -121,11 +147,11 @@ def test_karras_schedule():
 def test_bad_arguments_are_clear_errors():
     net, _, _, op, y = gaussian_problem()
     cases = [
-        (dict(solver="rk4"), "unknown solver"),
-        (dict(solver="dpmpp2m", churn=1.0), "churn"),
-        (dict(cfg=2.0), "class_labels"),
-        (dict(steps=0), "steps"),
-        (dict(indices=[0, 1]), "indices"),
+        ({"solver": "rk4"}, "unknown solver"),
+        ({"solver": "dpmpp2m", "churn": 1.0}, "churn"),
+        ({"cfg": 2.0}, "class_labels"),
+        ({"steps": 0}, "steps"),
+        ({"indices": [0, 1]}, "indices"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):

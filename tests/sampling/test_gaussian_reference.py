@@ -1,7 +1,7 @@
 """The analytic reference itself: closed-form posterior and exact denoiser against naive formulas."""
 
 import torch
-from conftest import IMAGE_SHAPE, N, DenseOperator, gaussian_problem
+from conftest import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
 
 from invfussion import sampling
 
@@ -62,7 +62,9 @@ def test_denoiser_matches_stacked_observation_formula_per_example():
     for b in range(5):
         G = torch.cat([torch.eye(N, dtype=F64), A[b]])
         obs = torch.cat([x_noisy[b].reshape(-1), y[b]])
-        noise_var = torch.cat([torch.full((N,), float(sigma[b]) ** 2), torch.full((6,), 0.05**2)]).to(F64)
+        noise_var = torch.cat(
+            [torch.full((N,), float(sigma[b]) ** 2), torch.full((6,), 0.05**2)]
+        ).to(F64)
         expected = _joint_conditional_mean(mean, cov, G, obs, noise_var)
         assert torch.allclose(out[b].reshape(-1), expected, atol=1e-7)
 
@@ -71,11 +73,17 @@ def test_denoiser_without_operator_is_prior_denoiser_and_zero_operator():
     net, mean, cov, _, _ = gaussian_problem()
     x_noisy = torch.randn(4, *IMAGE_SHAPE, dtype=F64)
     sigma = torch.full((4,), 0.7, dtype=F64)
-    expected = mean + (x_noisy.reshape(4, -1) - mean) @ torch.linalg.solve(cov + 0.49 * torch.eye(N, dtype=F64), cov)
+    expected = mean + (x_noisy.reshape(4, -1) - mean) @ torch.linalg.solve(
+        cov + 0.49 * torch.eye(N, dtype=F64), cov
+    )
     assert torch.allclose(net(x_noisy, sigma).reshape(4, -1), expected, atol=1e-10)
     zero = DenseOperator(torch.zeros(4, 3, N, dtype=F64), IMAGE_SHAPE)
-    assert torch.allclose(net(x_noisy, sigma, zero, torch.zeros(4, 3, dtype=F64)), net(x_noisy, sigma), atol=1e-12)
-    assert net(x_noisy.float(), 0.7).dtype == torch.float32  # keeps the input dtype; scalar σ accepted
+    assert torch.allclose(
+        net(x_noisy, sigma, zero, torch.zeros(4, 3, dtype=F64)), net(x_noisy, sigma), atol=1e-12
+    )
+    assert (
+        net(x_noisy.float(), 0.7).dtype == torch.float32
+    )  # keeps the input dtype; scalar σ accepted
 
 
 def test_denoiser_at_zero_noise_returns_the_input_for_a_full_rank_prior():

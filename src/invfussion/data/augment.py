@@ -65,14 +65,23 @@ class Augment:
         batch, _, height, width = images.shape
         index_list = seeding.as_indices(batch if indices is None else indices)
         if len(index_list) != batch:
-            raise ValueError(f"got {len(index_list)} indices for a batch of {batch}; pass one index per image.")
-        matrices, labels = zip(*(self._draw(seeding.example_generator(seed, i, "augment"), height, width) for i in index_list))
+            raise ValueError(
+                f"got {len(index_list)} indices for a batch of {batch}; pass one index per image."
+            )
+        matrices, labels = zip(
+            *(
+                self._draw(seeding.example_generator(seed, i, "augment"), height, width)
+                for i in index_list
+            )
+        )
         labels = torch.stack(labels).to(images.device)
         if not self.active:
             return images, labels
         theta = torch.stack(matrices).to(device=images.device, dtype=torch.float32)
         grid = F.affine_grid(theta, (batch, 1, height, width), align_corners=False)
-        out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        out = F.grid_sample(
+            images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
         return out.to(images.dtype), labels
 
     def _draw(self, generator: torch.Generator, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -101,7 +110,15 @@ class Augment:
         to_normalised = torch.diag(torch.tensor([2 / width, 2 / height, 1.0], dtype=torch.float64))
         sampling = to_normalised @ torch.linalg.inv(forward) @ torch.linalg.inv(to_normalised)
         label = torch.tensor(
-            [flip, tx / width, ty / height, log_scale, math.cos(angle) - 1, math.sin(angle), log_aniso],
+            [
+                flip,
+                tx / width,
+                ty / height,
+                log_scale,
+                math.cos(angle) - 1,
+                math.sin(angle),
+                log_aniso,
+            ],
             dtype=torch.float32,
         )
         return sampling[:2].to(torch.float32), label

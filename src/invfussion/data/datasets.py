@@ -74,7 +74,9 @@ class ImageDataset(torch.utils.data.Dataset):
         source: str,
     ):
         if not names:
-            raise FileNotFoundError(f"no PNG or JPEG images found in {source}; point at a folder or zip of images.")
+            raise FileNotFoundError(
+                f"no PNG or JPEG images found in {source}; point at a folder or zip of images."
+            )
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}.")
         self.names = names
@@ -100,14 +102,18 @@ class ImageDataset(torch.utils.data.Dataset):
             image = self._decode(i)
             if image is not None:
                 return self._to_tensor(image, i), self.labels[i]
-        raise ValueError(f"none of the {len(self)} images in {self.source} can be read; check the files.")
+        raise ValueError(
+            f"none of the {len(self)} images in {self.source} can be read; check the files."
+        )
 
     def _first_readable(self) -> Image.Image:
         for i in range(len(self)):
             image = self._decode(i)
             if image is not None:
                 return image
-        raise ValueError(f"none of the {len(self)} images in {self.source} can be read; check the files.")
+        raise ValueError(
+            f"none of the {len(self)} images in {self.source} can be read; check the files."
+        )
 
     def _decode(self, index: int) -> Image.Image | None:
         if index in self._bad:
@@ -119,7 +125,10 @@ class ImageDataset(torch.utils.data.Dataset):
         except (OSError, ValueError, SyntaxError, zipfile.BadZipFile) as error:
             self._bad.add(index)
             self.skipped += 1
-            warnings.warn(f"skipping unreadable image {self.names[index]} in {self.source}: {error}", stacklevel=3)
+            warnings.warn(
+                f"skipping unreadable image {self.names[index]} in {self.source}: {error}",
+                stacklevel=3,
+            )
             return None
 
     def _to_tensor(self, image: Image.Image, index: int) -> Tensor:
@@ -140,7 +149,9 @@ class ImageFolderDataset(ImageDataset):
     image lies in one (see :func:`labels_from_subfolders`), else ``-1``.
     """
 
-    def __init__(self, root: str | os.PathLike, resolution: int | None = None, channels: int | None = None):
+    def __init__(
+        self, root: str | os.PathLike, resolution: int | None = None, channels: int | None = None
+    ):
         root = Path(root)
         names = sorted(
             p.relative_to(root).as_posix()
@@ -167,17 +178,23 @@ class ZipDataset(ImageDataset):
     ``DataLoader`` workers.
     """
 
-    def __init__(self, path: str | os.PathLike, resolution: int | None = None, channels: int | None = None):
+    def __init__(
+        self, path: str | os.PathLike, resolution: int | None = None, channels: int | None = None
+    ):
         self.path = Path(path)
         self._zip: zipfile.ZipFile | None = None
         self._zip_pid = -1
         try:
             members = self._archive().namelist()
         except zipfile.BadZipFile:
-            raise ValueError(f"{self.path} is not a valid zip file; rebuild it with `invfussion prepare-data`.") from None
+            raise ValueError(
+                f"{self.path} is not a valid zip file; rebuild it with `invfussion prepare-data`."
+            ) from None
         names = sorted(n for n in members if Path(n).suffix.lower() in IMAGE_SUFFIXES)
         labels = (
-            read_labels_json(self._archive().read(LABELS_FILE).decode(), f"{self.path}/{LABELS_FILE}")
+            read_labels_json(
+                self._archive().read(LABELS_FILE).decode(), f"{self.path}/{LABELS_FILE}"
+            )
             if LABELS_FILE in members
             else None
         )
@@ -215,7 +232,10 @@ class MNISTDataset(torch.utils.data.Dataset):
 
 
 def open_dataset(
-    source: str | os.PathLike, resolution: int | None = None, split: str = "train", channels: int | None = None
+    source: str | os.PathLike,
+    resolution: int | None = None,
+    split: str = "train",
+    channels: int | None = None,
 ) -> torch.utils.data.Dataset:
     """A dataset from ``"mnist"`` (the embedded subset), a ``.zip`` file or an image folder.
 
@@ -228,15 +248,21 @@ def open_dataset(
     """
     if str(source) == "mnist":
         if resolution not in (None, 32):
-            raise ValueError(f"the embedded MNIST is 32×32, got resolution={resolution}; drop --resolution or use 32.")
+            raise ValueError(
+                f"the embedded MNIST is 32×32, got resolution={resolution}; drop --resolution or use 32."
+            )
         if channels not in (None, 1):
             raise ValueError(f"the embedded MNIST is greyscale, got channels={channels}; use 1.")
         return MNISTDataset(split)
     if split != "train":
-        raise ValueError(f"split={split!r} applies only to mnist; a folder or zip is one split, so pass the one you mean.")
+        raise ValueError(
+            f"split={split!r} applies only to mnist; a folder or zip is one split, so pass the one you mean."
+        )
     path = Path(source)
     if path.is_dir():
         return ImageFolderDataset(path, resolution, channels)
     if path.is_file():
         return ZipDataset(path, resolution, channels)
-    raise FileNotFoundError(f"dataset {source} does not exist; pass `mnist`, a folder of images or a zip.")
+    raise FileNotFoundError(
+        f"dataset {source} does not exist; pass `mnist`, a folder of images or a zip."
+    )

@@ -24,7 +24,9 @@ def center_crop_resize(image: Image.Image, resolution: int) -> Image.Image:
     return square.resize((resolution, resolution), Image.Resampling.LANCZOS)
 
 
-def prepare_data(src: str | os.PathLike, dest_zip: str | os.PathLike, resolution: int, progress: bool = True) -> int:
+def prepare_data(
+    src: str | os.PathLike, dest_zip: str | os.PathLike, resolution: int, progress: bool = True
+) -> int:
     """Write every PNG/JPEG under ``src`` (recursive), centre-cropped and resized, to a PNG zip.
 
     Images are stored as ``00000000.png``, ``00000001.png``, … in sorted source order, in grey
@@ -38,14 +40,20 @@ def prepare_data(src: str | os.PathLike, dest_zip: str | os.PathLike, resolution
     """
     src, dest_zip = Path(src), Path(dest_zip)
     if not src.is_dir():
-        raise FileNotFoundError(f"source folder {src} does not exist; pass a folder of PNG/JPEG images.")
+        raise FileNotFoundError(
+            f"source folder {src} does not exist; pass a folder of PNG/JPEG images."
+        )
     if resolution < 1:
         raise ValueError(f"resolution must be a positive number of pixels, got {resolution}.")
     names = sorted(
-        p.relative_to(src).as_posix() for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     )
     if not names:
-        raise FileNotFoundError(f"no PNG or JPEG images found under {src}; point at a folder of images.")
+        raise FileNotFoundError(
+            f"no PNG or JPEG images found under {src}; point at a folder of images."
+        )
     labels = labels_from_subfolders(names)
     dest_zip.parent.mkdir(parents=True, exist_ok=True)
     partial = dest_zip.with_name(dest_zip.name + ".partial")

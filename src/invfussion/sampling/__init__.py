@@ -5,7 +5,10 @@ Gaussian reference denoiser used by the tests.
 - :func:`mmse`: one call at σ = 100 on pure noise.
 - :class:`NFECounter`: counts denoiser calls.
 - :class:`GaussianDenoiser`, :func:`gaussian_posterior`: analytic reference for a Gaussian prior.
+- ``sampling.zeroshot``: zero-shot samplers for unconditional networks (imported on first use).
 """
+
+import importlib
 
 from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
 from .mmse import mmse
@@ -23,3 +26,9 @@ __all__ = [
     "posterior",
     "unconditional",
 ]
+
+
+def __getattr__(name: str):
+    if name == "zeroshot":  # imported on first use: most callers never need it
+        return importlib.import_module(f"{__name__}.zeroshot")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -70,8 +70,10 @@ def gaussian_posterior(
         ``(post_mean, post_cov)``: ``(n,)``, ``(n, n)`` — or ``(B, n)``, ``(B, n, n)`` when batched —
         in float64.
     """
-    f64 = dict(dtype=torch.float64)
-    return condition_on_measurement(mean.to(**f64), cov.to(**f64), A_dense.to(**f64), y.to(**f64), sigma_y)
+    f64 = {"dtype": torch.float64}
+    return condition_on_measurement(
+        mean.to(**f64), cov.to(**f64), A_dense.to(**f64), y.to(**f64), sigma_y
+    )
 
 
 def dense_matrix(op: Operator) -> Tensor:
@@ -101,7 +103,10 @@ class GaussianDenoiser(torch.nn.Module):
         super().__init__()
         n = mean.numel()
         self.image_shape = tuple(int(s) for s in image_shape)
-        if cov.shape != (n, n) or n != self.image_shape[0] * self.image_shape[1] * self.image_shape[2]:
+        if (
+            cov.shape != (n, n)
+            or n != self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        ):
             raise ValueError(
                 f"mean {tuple(mean.shape)}, cov {tuple(cov.shape)} and image_shape {self.image_shape} "
                 "disagree; pass mean (n,), cov (n, n) with n = C·H·W."
@@ -124,7 +129,9 @@ class GaussianDenoiser(torch.nn.Module):
     ) -> Tensor:
         batch = x_noisy.shape[0]
         x = x_noisy.reshape(batch, -1).to(torch.float64)
-        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(batch)
+        sigma = (
+            torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(batch)
+        )
         # Condition on x_σ in the prior's eigenbasis (stable for σ → 0 and singular Σ): gain
         # λ/(λ+σ²) and variance λσ²/(λ+σ²) per eigendirection, once per distinct σ.
         levels, level_of = torch.unique(sigma, return_inverse=True)
@@ -135,7 +142,9 @@ class GaussianDenoiser(torch.nn.Module):
         if op is None:
             return mean.reshape(x_noisy.shape).to(x_noisy.dtype)
         if y is None:
-            raise ValueError("an operator was given without its measurement y; pass y = op.measure(x).")
+            raise ValueError(
+                "an operator was given without its measurement y; pass y = op.measure(x)."
+            )
         # Then on y, with one gain per distinct (σ, operator) pair in the batch.
         matrices, noise_stds, operator_of = self._distinct_operators(op)
         pairs, pair_of = torch.unique(level_of * len(matrices) + operator_of, return_inverse=True)
@@ -155,5 +164,8 @@ class GaussianDenoiser(torch.nn.Module):
             noise = op.noise_std.to(dense)
             key = torch.cat([dense.flatten(1), noise[:, None]], dim=1)
             distinct, operator_of = torch.unique(key, dim=0, return_inverse=True)
-            self._dense_cache = (op, (distinct[:, :-1].reshape(-1, *dense.shape[1:]), distinct[:, -1], operator_of))
+            self._dense_cache = (
+                op,
+                (distinct[:, :-1].reshape(-1, *dense.shape[1:]), distinct[:, -1], operator_of),
+            )
         return self._dense_cache[1]

@@ -37,7 +37,9 @@ def mmse(
         raise ValueError(f"the MMSE noise level must be positive, got sigma={sigma}.")
     index_list = seeding.as_indices(op.batch_size if indices is None else indices)
     if len(index_list) != op.batch_size:
-        raise ValueError(f"got {len(index_list)} indices for a batch of {op.batch_size}; pass one per example.")
+        raise ValueError(
+            f"got {len(index_list)} indices for a batch of {op.batch_size}; pass one per example."
+        )
     device = default_device(net, y)
     noise = seeding.randn(seed, index_list, op.image_shape, "mmse", device)
     s = torch.full((op.batch_size,), float(sigma), dtype=torch.float32, device=device)

@@ -38,26 +38,40 @@ SOLVERS = ("heun", "euler", "dpmpp2m")
 
 
 def karras_sigmas(
-    steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, dtype: torch.dtype = torch.float64
+    steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
     """The EDM noise levels ``(steps + 1,)``, decreasing from ``σ_max`` to ``σ_min``, then 0."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
     if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}.")
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}."
+        )
+    ramp = (
+        torch.linspace(0, 1, steps, dtype=torch.float64)
+        if steps > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros(1)]).to(dtype)
 
 
-def _noise_source(seed: int, indices: list[int], stream: str) -> Callable[[tuple[int, ...]], Tensor]:
+def _noise_source(
+    seed: int, indices: list[int], stream: str
+) -> Callable[[tuple[int, ...]], Tensor]:
     """Per-example generators; each call returns ``(B, *shape)`` standard normal float32 on the CPU."""
     generators = [seeding.example_generator(seed, i, stream) for i in indices]
     return lambda shape: torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-def _guided(net: Callable, op: Operator | None, y: Tensor | None, class_labels, cfg: float | None) -> Callable:
+def _guided(
+    net: Callable, op: Operator | None, y: Tensor | None, class_labels, cfg: float | None
+) -> Callable:
     """``D(x, σ)`` with the conditioning bound and CFG applied; ``σ`` is a float."""
 
     def denoise(x: Tensor, sigma: float) -> Tensor:
@@ -100,7 +114,9 @@ def _integrate(
             x = (sigma_next / sigma) * x + (1 - sigma_next / sigma) * estimate
             previous_denoised, previous_h = denoised, h
             continue
-        gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 and s_min <= sigma <= s_max else 0.0
+        gamma = (
+            min(churn / steps, math.sqrt(2) - 1) if churn > 0 and s_min <= sigma <= s_max else 0.0
+        )
         sigma_hat = sigma * (1 + gamma)
         if gamma > 0:
             fresh = noise(tuple(x.shape[1:])).to(x.device, x.dtype)
@@ -161,22 +177,32 @@ def posterior(
     if churn < 0:
         raise ValueError(f"churn must be non-negative, got {churn}.")
     if churn > 0 and solver == "dpmpp2m":
-        raise ValueError("churn is not supported by the multistep dpmpp2m solver; use heun or euler.")
+        raise ValueError(
+            "churn is not supported by the multistep dpmpp2m solver; use heun or euler."
+        )
     if cfg is not None and class_labels is None:
         raise ValueError("cfg needs class_labels to guide towards; pass class_labels or drop cfg.")
     if (op is None) != (y is None):
-        raise ValueError("pass both op and y for posterior sampling, or neither (with shape) for unconditional.")
+        raise ValueError(
+            "pass both op and y for posterior sampling, or neither (with shape) for unconditional."
+        )
     if op is not None:
         batch_shape = (op.batch_size, *op.image_shape)
         if shape is not None and tuple(shape) != batch_shape:
-            raise ValueError(f"shape {tuple(shape)} disagrees with the operator batch {batch_shape}; drop shape.")
+            raise ValueError(
+                f"shape {tuple(shape)} disagrees with the operator batch {batch_shape}; drop shape."
+            )
     elif shape is None or len(shape) != 4:
-        raise ValueError("unconditional sampling needs shape=(B, C, H, W); pass it or use sampling.unconditional.")
+        raise ValueError(
+            "unconditional sampling needs shape=(B, C, H, W); pass it or use sampling.unconditional."
+        )
     else:
         batch_shape = tuple(int(s) for s in shape)
     index_list = seeding.as_indices(batch_shape[0] if indices is None else indices)
     if len(index_list) != batch_shape[0]:
-        raise ValueError(f"got {len(index_list)} indices for a batch of {batch_shape[0]}; pass one per example.")
+        raise ValueError(
+            f"got {len(index_list)} indices for a batch of {batch_shape[0]}; pass one per example."
+        )
     device = torch.device(device) if device is not None else default_device(net, y)
 
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
@@ -185,7 +211,9 @@ def posterior(
     for j in range(1 if num_samples is None else num_samples):
         noise = _noise_source(seed, index_list, "sample" if num_samples is None else f"sample/{j}")
         x = noise(batch_shape[1:]).to(device) * sigmas[0]
-        samples.append(_integrate(denoise, x, noise, sigmas, solver, churn, s_min, s_max, s_noise, progress))
+        samples.append(
+            _integrate(denoise, x, noise, sigmas, solver, churn, s_min, s_max, s_noise, progress)
+        )
     return samples[0] if num_samples is None else torch.stack(samples, dim=1)
 
 
