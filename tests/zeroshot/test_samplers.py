@@ -8,7 +8,8 @@ import torch
 from invfussion.degradations.base import Operator
 from invfussion.sampling import GaussianDenoiser, NFECounter
 from invfussion.sampling import zeroshot
-from invfussion.sampling.zeroshot.common import effective_noise_std
+from invfussion.sampling.zeroshot.pigdm import guided_estimate
+from invfussion.sampling.zeroshot.common import effective_noise_std, solve_regularised_gram
 
 IMAGE_SHAPE = (1, 4, 4)
 N = 16
@@ -121,12 +122,26 @@ def test_guidance_reduces_the_residual(method, prior, problem):
     assert guided < 0.5 * unguided
 
 
-def test_pigdm_weighting_is_exact_for_an_isotropic_prior(problem):
-    """With ``Σ = σ_d² I`` the guided estimate is the projection of ``x̂₀`` onto ``A x = y``."""
-    iso = GaussianDenoiser(torch.zeros(N), 0.25 * torch.eye(N), IMAGE_SHAPE)
-    op, _, y = problem(batch=4, rows=6)
-    out = zeroshot.pigdm(iso, op, y, steps=5, sigma_data=0.5)
-    assert bool((residual(op, out, y) <= 1e-4 * y.norm(dim=1)).all())
+@pytest.mark.parametrize("noise_std", [0.0, 0.1])
+@pytest.mark.parametrize("sigma", [0.05, 0.5, 20.0])
+def test_pigdm_estimate_is_the_exact_conditional_mean_for_an_isotropic_prior(noise_std, sigma):
+    """With ``Σ = σ_d² I``, ΠGDM's guided estimate equals ``E[x₀ | x_σ, y]`` (noisy or not)."""
+    iso = GaussianDenoiser(0.1 * torch.ones(N), 0.25 * torch.eye(N), IMAGE_SHAPE)
+    op = random_operator(4, 6, noise_std)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, *IMAGE_SHAPE, generator=g) * (0.25 + sigma**2) ** 0.5
+    y = op.measure(0.5 * torch.randn(4, *IMAGE_SHAPE, generator=g), seed=1)
+    estimate = guided_estimate(iso, op, y, x, sigma, sigma_data=0.5)
+    torch.testing.assert_close(estimate, iso(x, torch.full((4,), sigma), op=op, y=y), atol=2e-4, rtol=1e-4)
+
+
+def test_conjugate_gradients_solve_the_regularised_gram_system():
+    op = random_operator(3, 6)
+    rhs = torch.randn(3, 6, dtype=torch.float64)
+    damping = torch.tensor([0.01, 0.1, 1.0], dtype=torch.float64)
+    z = solve_regularised_gram(op, rhs, 0.3, damping, rtol=1e-10)
+    gram = 0.3 * op.matrices @ op.matrices.transpose(1, 2) + damping[:, None, None] * torch.eye(6)
+    torch.testing.assert_close(z, torch.linalg.solve(gram, rhs))
 
 
 @pytest.mark.parametrize("method", sorted(FAST))

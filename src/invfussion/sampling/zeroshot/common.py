@@ -130,6 +130,47 @@ def effective_noise_std(
     return torch.where(sigma_y > 0, sigma_y * ratio.clamp_min(0).sqrt(), out)
 
 
+def adjoint(op: Operator, r: Tensor) -> Tensor:
+    """``Aᵀ r``: ``(B, M)`` → ``(B, C, H, W)``, the vector–Jacobian product of the linear map ``op.A``."""
+    with torch.enable_grad():
+        probe = torch.zeros(r.shape[0], *op.image_shape, device=r.device, dtype=r.dtype, requires_grad=True)
+        (out,) = torch.autograd.grad(op.A(probe), probe, grad_outputs=r)
+    return out
+
+
+def solve_regularised_gram(
+    op: Operator, rhs: Tensor, scale_sq: float, damping: Tensor, max_iter: int = 200, rtol: float = 1e-6
+) -> Tensor:
+    """Solve ``(scale²·A Aᵀ + damping_b·I) z_b = rhs_b`` per example by conjugate gradients.
+
+    ``rhs: (B, M)``, ``damping: (B,)`` positive; returns ``z: (B, M)``. Uses ``op.A`` and its
+    adjoint only; stops when every example's residual is below ``rtol·‖rhs_b‖`` or after
+    ``max_iter`` iterations. Padded measurement coordinates (zero in ``rhs``) stay zero.
+    """
+    damping = damping.to(rhs.dtype)[:, None]
+
+    def apply(p: Tensor) -> Tensor:
+        return scale_sq * op.A(adjoint(op, p)) + damping * p
+
+    z = torch.zeros_like(rhs)
+    residual, direction = rhs.clone(), rhs.clone()
+    norm_sq = residual.square().sum(1)
+    target = (rtol * rhs.norm(dim=1)).square()
+    for _ in range(max_iter):
+        if bool((norm_sq <= target).all()):
+            break
+        applied = apply(direction)
+        curvature = (direction * applied).sum(1)
+        alpha = torch.where(curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq))
+        z = z + alpha[:, None] * direction
+        residual = residual - alpha[:, None] * applied
+        new_norm_sq = residual.square().sum(1)
+        beta = torch.where(norm_sq > 0, new_norm_sq / norm_sq.clamp_min(1e-300), torch.zeros_like(norm_sq))
+        direction = residual + beta[:, None] * direction
+        norm_sq = new_norm_sq
+    return z
+
+
 def per_example(v: Tensor, x: Tensor) -> Tensor:
     """Broadcast a ``(B,)`` tensor against ``x: (B, ...)``."""
     return v.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))

@@ -28,18 +28,19 @@ from torch import Tensor
 
 from ... import seeding
 from ...degradations.base import Operator
-from .common import Denoiser, ExampleNoise, denoise, sigma_schedule, per_example, start, steps_bar
+from .common import (
+    Denoiser,
+    ExampleNoise,
+    adjoint,
+    denoise,
+    per_example,
+    sigma_schedule,
+    start,
+    steps_bar,
+)
 
 DEFAULT_LEVELS = 200
 DEFAULT_ODE_STEPS = 5
-
-
-def _adjoint(op: Operator, r: Tensor, shape: torch.Size) -> Tensor:
-    """``Aᵀ r`` for ``r: (B, M)`` via the vector–Jacobian product of the linear map ``op.A``."""
-    with torch.enable_grad():
-        probe = torch.zeros(shape, device=r.device, dtype=r.dtype, requires_grad=True)
-        (out,) = torch.autograd.grad(op.A(probe), probe, grad_outputs=r)
-    return out
 
 
 def _operator_norm_sq(op: Operator, seed: int, indices: Sequence[int], iterations: int = 30) -> Tensor:
@@ -48,7 +49,7 @@ def _operator_norm_sq(op: Operator, seed: int, indices: Sequence[int], iteration
     norm_sq = torch.zeros(v.shape[0], device=v.device)
     for _ in range(iterations):
         v = v / v.flatten(1).norm(dim=1).clamp_min(1e-30).reshape(-1, 1, 1, 1)
-        w = _adjoint(op, op.A(v), v.shape)
+        w = adjoint(op, op.A(v))
         norm_sq = (v * w).flatten(1).sum(1)
         v = w
     return norm_sq * 1.05
@@ -105,7 +106,7 @@ def daps(
         step = torch.minimum(step, 1 / (a_norm_sq / tau_sq + 1 / sigma**2))
         x0 = x0_hat
         for _ in range(langevin_steps):
-            grad = _adjoint(op, op.A(x0) - y, x0.shape) / tau_sq + (x0 - x0_hat) / sigma**2
+            grad = adjoint(op, op.A(x0) - y) / tau_sq + (x0 - x0_hat) / sigma**2
             x0 = x0 - step * grad + (2 * step).sqrt() * langevin_noise.draw()
         if sigma_next > 0:
             x = x0 + sigma_next * renoise.draw()

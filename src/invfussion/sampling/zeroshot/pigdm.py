@@ -1,17 +1,18 @@
 """Pseudo-inverse-guided diffusion models (ΠGDM; Song et al., 2023) on a VE / EDM denoiser.
 
-ΠGDM approximates ``p(x₀ | x_σ) ≈ N(x̂₀, r²I)`` so that
-``∇ log p(y | x_σ) = Jᵀ Aᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂₀)`` with ``J = ∂x̂₀/∂x_σ``. SVD-free, with the
-range space treated as isotropic at the image-space noise level ``σ_eff``
-(:func:`.common.effective_noise_std`; 0 when noiseless, where the formula is exact),
-``Aᵀ(r²AAᵀ + σ_y²)⁻¹ ≈ A⁺/(r² + σ_eff²)``: the guidance is the vector–Jacobian product
-``g = ∇_{x_σ}⟨sg(A⁺(y − A x̂₀)), x̂₀⟩ / (r² + σ_eff²)``.
+ΠGDM approximates ``p(x₀ | x_σ) ≈ N(x̂₀, r²I)``, so that
+``∇ log p(y | x_σ) = Jᵀ g`` with ``J = ∂x̂₀/∂x_σ`` and ``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂₀)``:
 
-The score correction ``g`` turns into a corrected estimate ``x̂₀ + σ²·g`` (Tweedie), followed by a
-DDIM(η) step. ``r² = σ²σ_d²/(σ² + σ_d²)`` is the posterior variance of a prior with variance
-``σ_d²`` per pixel (the VE form of the paper's ``r_t² = σ_t²/(1 + σ_t²)``, with EDM's
-``σ_d = 0.5``); for that isotropic Gaussian prior, noiseless, one step lands exactly on the
-consistent set. Cost: one denoiser call with a backward pass per step.
+- noiseless: ``g = A⁺(y − A x̂₀)/r²`` (the paper's pseudo-inverse form);
+- noisy: ``(r²AAᵀ + σ_y²I) z = y − A x̂₀`` is solved exactly by conjugate gradients with ``op.A``
+  and its adjoint (:func:`.common.solve_regularised_gram`), ``g = Aᵀz``.
+
+``Jᵀg`` is the vector–Jacobian product of ``⟨sg(g), x̂₀⟩``. The score correction turns into a
+corrected estimate ``x̂₀ + σ²·Jᵀg`` (Tweedie), followed by a DDIM(η) step.
+``r² = σ²σ_d²/(σ² + σ_d²)`` is the posterior variance of a prior with variance ``σ_d²`` per pixel
+(the VE form of the paper's ``r_t² = σ_t²/(1 + σ_t²)``, with EDM's ``σ_d = 0.5``); for that
+isotropic Gaussian prior, noiseless, one step lands exactly on the consistent set.
+Cost: one denoiser call with a backward pass per step.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from ...degradations.base import Operator
 from .common import (
     Denoiser,
     ExampleNoise,
+    adjoint,
     ddim_noise_std,
     ddim_step,
     denoise,
-    effective_noise_std,
     sigma_schedule,
-    per_example,
+    solve_regularised_gram,
     start,
     steps_bar,
 )
@@ -62,19 +63,40 @@ def pigdm(
     """
     idx, x = start(op, y, seed, indices, "pigdm", sigma_max)
     noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/pigdm/step", y.device)
-    sigma_eff_sq = per_example(effective_noise_std(op, seed, idx), x).square()
     for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "pigdm"):
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            x0 = denoise(net, x_in, sigma)
-            target = op.pinv(y - op.A(x0)).detach()
-            (vjp,) = torch.autograd.grad((target * x0).sum(), x_in)
-        r_sq = sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
-        x0 = x0.detach() + guidance * sigma**2 * vjp / (r_sq + sigma_eff_sq)
+        x0 = guided_estimate(net, op, y, x, sigma, sigma_data, guidance)
         s = ddim_noise_std(sigma, sigma_next, eta)
         fresh = s * noise.draw() if s > 0 else None
-        x = ddim_step(x_in.detach(), x0, sigma, sigma_next, s, fresh)
+        x = ddim_step(x, x0, sigma, sigma_next, s, fresh)
     return x
+
+
+def guided_estimate(
+    net: Denoiser, op: Operator, y: Tensor, x: Tensor, sigma: float, sigma_data: float = 0.5, guidance: float = 1.0
+) -> Tensor:
+    """``x̂₀ + σ²·Jᵀg`` at ``x: (B, C, H, W)``, noise level ``σ``: one denoiser call and its VJP.
+
+    For the isotropic Gaussian prior ``N(μ, σ_d²I)`` this is exactly ``E[x₀ | x_σ, y]``.
+    """
+    sigma_y_sq = op.noise_std.to(y.device, y.dtype).square()
+    r_sq = sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        x0 = denoise(net, x_in, sigma)
+        g = likelihood_gradient(op, (y - op.A(x0)).detach(), r_sq, sigma_y_sq)
+        (vjp,) = torch.autograd.grad((g * x0).sum(), x_in)
+    return x0.detach() + guidance * sigma**2 * vjp
+
+
+def likelihood_gradient(op: Operator, residual: Tensor, r_sq: float, sigma_y_sq: Tensor) -> Tensor:
+    """``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹ residual``: ``(B, M)`` → ``(B, C, H, W)``; ``A⁺residual/r²`` where σ_y = 0."""
+    g = op.pinv(residual) / r_sq
+    noisy = sigma_y_sq > 0
+    if bool(noisy.any()):
+        damping = torch.where(noisy, sigma_y_sq, torch.ones_like(sigma_y_sq))  # dummy where noiseless
+        solved = adjoint(op, solve_regularised_gram(op, residual, r_sq, damping))
+        g = torch.where(noisy.reshape(-1, 1, 1, 1), solved, g)
+    return g
 
 
 def nfe(steps: int = DEFAULT_STEPS, **_: object) -> int:
