@@ -3,8 +3,116 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .restoration import demo
+
+    grid, table = demo(args.out, model=args.model, num_images=args.num_images, seed=args.seed)
+    print(table)
+    print(f"\nwrote {grid}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    overrides = json.loads(args.model_overrides) if args.model_overrides else {}
+    cfg = TrainConfig(
+        preset=args.preset, conditioning=args.conditioning, steps=args.steps,
+        batch_size=args.batch_size, out=args.out, resume=args.resume, seed=args.seed,
+        data=args.data, resolution=args.resolution, aug_p=args.aug_p, xflip=args.xflip,
+        label_dropout=args.label_dropout, degradations=args.degradations,
+        degradation_weights=args.degradation_weights, measurement_noise=args.noise,
+        objective=args.objective, lr=args.lr, warmup_steps=args.warmup_steps,
+        lr_ref_steps=args.lr_ref_steps, ema_half_life_images=args.ema_half_life_images,
+        amp=args.amp, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        log_every=args.log_every, device=args.device, num_workers=args.num_workers,
+        overrides=overrides,
+    )
+    print(f"final checkpoint: {train(cfg)}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import degradations as deg
+    from .data import load_mnist
+    from .models import load
+    from .restoration import restore, summarize, write_restoration
+
+    net = load(args.model, device=args.device)
+    shape = (net.img_channels, net.img_resolution, net.img_resolution)
+    if args.input is not None:
+        from .restoration import load_image
+
+        x = load_image(args.input, shape)
+    else:
+        images, _ = load_mnist(args.split)
+        if not 0 <= args.dataset_index < len(images):
+            raise ValueError(f"--dataset-index must lie in [0, {len(images) - 1}] for the {args.split} split.")
+        x = images[args.dataset_index : args.dataset_index + 1]
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"the embedded MNIST digits are {tuple(x.shape[1:])} but the model expects {shape}.")
+    x = x.to(args.device)
+    op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
+    y = op.measure(x, seed=args.seed)
+    with torch.no_grad() if not set(args.method) & {"dps", "pigdm"} else torch.enable_grad():
+        result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
+                         steps=args.steps, solver=args.solver, reference=x, progress=True)
+    summary = {"model": args.model, "degradation": args.degradation, "seed": args.seed,
+               "methods": summarize(result, op, y)}
+    written = write_restoration(result, args.out, summary, uncertainty=args.uncertainty)
+    print(json.dumps(summary["methods"], indent=2))
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import load
+    from .sampling import unconditional
+    from .training import save_image_grid
+
+    net = load(args.model, device=args.device)
+    labels = None
+    if args.class_label is not None:
+        if net.num_classes == 0:
+            raise ValueError(f"{args.model} is not class-conditional; drop --class-label and --cfg.")
+        labels = torch.full((args.num_samples,), args.class_label, dtype=torch.long, device=args.device)
+    with torch.no_grad():
+        x = unconditional(net, args.num_samples, (net.img_channels, net.img_resolution, net.img_resolution),
+                          steps=args.steps, solver=args.solver, seed=args.seed, cfg=args.cfg,
+                          class_labels=labels, progress=True)
+    path = save_image_grid([x], Path(args.out) / "samples.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluationSpec, evaluate, markdown_table
+
+    spec = EvaluationSpec(models=dict(m.split("=", 1) if "=" in m else (m, m) for m in args.models),
+                          methods=args.methods, degradations=args.degradations, num_images=args.num_images,
+                          samples_per_image=args.samples_per_image, seed=args.seed, steps=args.steps,
+                          batch_size=args.batch_size, device=args.device)
+    results = evaluate(spec, args.out)
+    print(markdown_table(results))
+    print(f"\nresults in {args.out}")
+    return 0
+
+
+def _prepare_data(args: argparse.Namespace) -> int:
+    from .data import prepare_data
+
+    print(f"wrote {prepare_data(args.src, args.dest, args.resolution)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,12 +122,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("demo", help="restore embedded MNIST digits with the shipped model")
-    sub.add_parser("train", help="train an InvFussion, Palette or unconditional model")
-    sub.add_parser("restore", help="restore an image from a degraded measurement")
-    sub.add_parser("sample", help="draw unconditional or class-conditional samples")
-    sub.add_parser("evaluate", help="compare methods on a benchmark (PSNR, FD, C-FD, NFE)")
-    sub.add_parser("prepare-data", help="turn a folder of images into a dataset zip")
+
+    p = sub.add_parser("demo", help="restore embedded MNIST digits with the shipped model")
+    p.add_argument("--out", default="demo", help="output folder (default: demo)")
+    p.add_argument("--model", default="mnist32-invfussion")
+    p.add_argument("--num-images", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("train", help="train an InvFussion, Palette or unconditional model")
+    p.add_argument("--preset", default="mnist32", help="mnist32, ffhq64, imagenet64 or ffhq256")
+    p.add_argument("--conditioning", default="invfussion", help="invfussion, palette or unconditional")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch (independent of process count)")
+    p.add_argument("--checkpoint-every", type=int, default=1_000)
+    p.add_argument("--sample-every", type=int, default=1_000)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--data", default="mnist", help="'mnist' (embedded), an image folder or a dataset zip")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--degradations", nargs="+", default=None, metavar="SPEC",
+                   help="training degradation specs (default: the paper's mixture)")
+    p.add_argument("--degradation-weights", nargs="+", type=float, default=None)
+    p.add_argument("--noise", type=float, default=0.0, help="σ_y added to specs that set none")
+    p.add_argument("--objective", default="diffusion", help="diffusion or mmse")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup-steps", type=int, default=500)
+    p.add_argument("--lr-ref-steps", type=int, default=5_000)
+    p.add_argument("--ema-half-life-images", type=float, default=500_000)
+    p.add_argument("--aug-p", type=float, default=0.0)
+    p.add_argument("--xflip", action="store_true")
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--amp", default="auto", help="auto, bf16, fp16 or none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--model-overrides", default=None, metavar="JSON", help='e.g. \'{"depths": [1, 1]}\'')
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("restore", help="restore an image from a degraded measurement")
+    p.add_argument("--model", default="mnist32-invfussion", help="shipped name, checkpoint file or run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="clean image to degrade (the reference for PSNR)")
+    src.add_argument("--dataset-index", type=int, help="index of an embedded MNIST digit")
+    p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index")
+    p.add_argument("--degradation", required=True, metavar="SPEC", help="e.g. motion-blur:stride=4")
+    p.add_argument("--method", nargs="+", default=["posterior", "mmse"],
+                   help="posterior, mmse, or a zero-shot method: dps, ddrm, ddnm, pigdm, daps")
+    p.add_argument("--num-samples", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
+    p.add_argument("--solver", default="heun", help="heun, euler or dpmpp2m (posterior)")
+    p.add_argument("--uncertainty", type=int, default=0, metavar="K",
+                   help="also write the per-pixel std map and the top-K sample-PCA directions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=_restore)
+
+    p = sub.add_parser("sample", help="draw unconditional or class-conditional samples")
+    p.add_argument("--model", default="mnist32-unconditional")
+    p.add_argument("--num-samples", type=int, default=16)
+    p.add_argument("--class-label", type=int, default=None)
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance weight")
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--solver", default="heun")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=_sample)
+
+    p = sub.add_parser("evaluate", help="compare methods on a benchmark (PSNR, FD, C-FD, NFE)")
+    p.add_argument("--models", nargs="+", required=True, metavar="[KEY=]MODEL",
+                   help="e.g. invfussion=mnist32-invfussion palette=mnist32-palette unconditional=mnist32-unconditional")
+    p.add_argument("--methods", nargs="+", required=True,
+                   help="KEY:METHOD, e.g. invfussion:posterior invfussion:mmse unconditional:ddrm")
+    p.add_argument("--degradations", nargs="+", required=True, metavar="SPEC")
+    p.add_argument("--num-images", type=int, default=500)
+    p.add_argument("--samples-per-image", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="results JSON (finished cells are reused on rerun)")
+    p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("prepare-data", help="turn a folder of images into a dataset zip")
+    p.add_argument("src")
+    p.add_argument("dest")
+    p.add_argument("--resolution", type=int, required=True)
+    p.set_defaults(run=_prepare_data)
     return parser
 
 
@@ -34,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError) as exc:
         if args.debug:
             raise
-        print(f"invfussion {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"invfussion {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

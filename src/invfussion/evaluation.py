@@ -1,0 +1,192 @@
+"""Comparing restoration methods on the embedded MNIST benchmark (the paper's Table 1 protocol).
+
+A *cell* is one (method, degradation) pair: its PSNR (mean over images and samples), FD and
+C-FD (first sample per image, features of the shipped MNIST classifier, against the clean test
+digits), consistency ``‖y − A x̂‖²``, NFE and seconds per image. Finished cells are written to the
+results JSON at once (atomically), so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from . import degradations as deg
+from .metrics import MnistFeatures, consistency, frechet_distance, psnr
+from .restoration import check_method, run_method
+
+RESULTS_FORMAT = "invfussion-evaluation/1"
+
+
+@dataclass
+class EvaluationSpec:
+    """What to evaluate.
+
+    Attributes:
+        models: key → shipped name or checkpoint path, e.g. ``{"invfussion": "mnist32-invfussion"}``.
+        methods: ``"key:method"`` entries, e.g. ``"invfussion:posterior"``, ``"unconditional:ddrm"``.
+        degradations: operator specs (``noise=σ_y`` for noisy columns).
+        num_images: how many test digits (balanced over classes, see :func:`balanced_test_indices`).
+        samples_per_image: posterior samples per digit (PSNR averages over them).
+        steps: sampler steps (``None``: each method's default budget).
+    """
+
+    models: dict[str, str]
+    methods: list[str]
+    degradations: list[str]
+    num_images: int = 500
+    samples_per_image: int = 1
+    seed: int = 0
+    steps: int | None = None
+    batch_size: int = 100
+    device: str = "cpu"
+    cells: dict[str, dict] = field(default_factory=dict)
+
+    def method_pairs(self) -> list[tuple[str, str]]:
+        pairs = []
+        for entry in self.methods:
+            key, sep, method = entry.partition(":")
+            if not sep or key not in self.models:
+                raise ValueError(
+                    f"method {entry!r} must read KEY:METHOD with KEY one of {', '.join(self.models)}; "
+                    "e.g. invfussion:posterior."
+                )
+            pairs.append((key, method))
+        return pairs
+
+
+def balanced_test_indices(n: int) -> Tensor:
+    """Indices of ``n ≤ 500`` embedded test digits taking the classes in turn (0, 1, …, 9, 0, …)."""
+    if not 1 <= n <= 500:
+        raise ValueError(f"the embedded test split has 500 digits; asked for {n}.")
+    i = torch.arange(n)
+    return i % 10 * 50 + i // 10
+
+
+def cell_key(model: str, method: str, spec: str) -> str:
+    return f"{model}:{method} @ {spec}"
+
+
+def _write_atomic(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _load_results(path: Path, spec: EvaluationSpec) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); delete it or pass another --out.") from None
+    if record.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{path} is not an invfussion evaluation file; pass another --out.")
+    same = {k: record["spec"].get(k) for k in ("num_images", "samples_per_image", "seed", "steps", "models")}
+    want = {k: getattr(spec, k) for k in same}
+    if same != want:
+        raise ValueError(f"{path} was made with other settings ({same}); pass another --out to start afresh.")
+    return record.get("cells", {})
+
+
+def evaluate_cell(
+    net: torch.nn.Module, method: str, spec_text: str, x: Tensor, spec: EvaluationSpec,
+    features: MnistFeatures, reference_features: Tensor,
+) -> dict:
+    """Metrics of one method on one degradation over the clean digits ``x: (N, C, H, W)``."""
+    n = x.shape[0]
+    probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
+    noisy = bool((probe.noise_std > 0).any())
+    check_method(method, net, probe)
+    psnrs, consist, firsts, projected = [], [], [], []
+    seconds, nfe = 0.0, 0
+    grad = torch.enable_grad() if method in ("dps", "pigdm") else torch.no_grad()
+    for start in tqdm(range(0, n, spec.batch_size), desc=f"{method} @ {spec_text}", leave=False):
+        idx = list(range(start, min(start + spec.batch_size, n)))
+        op = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), indices=idx, seed=spec.seed, device=spec.device)
+        xb = x[idx].to(spec.device)
+        y = op.measure(xb, seed=spec.seed, indices=idx)
+        t0 = time.perf_counter()
+        with grad:
+            out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps)
+        seconds += time.perf_counter() - t0
+        out = out.detach()
+        psnrs.append(torch.stack([psnr(o, xb) for o in out.unbind(1)], 1).cpu())
+        consist.append(consistency(op, out[:, 0], y).cpu())
+        firsts.append(out[:, 0].cpu())
+        if not noisy:
+            projected.append(op.project(out[:, 0], y).cpu())
+    first = torch.cat(firsts)
+    row = {
+        "psnr": float(torch.cat(psnrs).mean()),
+        "fd": frechet_distance(features(first), reference_features),
+        "c_fd": None if noisy else frechet_distance(features(torch.cat(projected)), reference_features),
+        "consistency": float(torch.cat(consist).mean()),
+        "nfe": int(nfe),
+        "seconds_per_image": seconds / (n * spec.samples_per_image),
+        "images": n,
+    }
+    return row
+
+
+def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
+    """Evaluate every (method, degradation) cell of ``spec``; returns and writes the results JSON."""
+    from .data import load_mnist
+    from .models import load
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pairs = spec.method_pairs()
+    for spec_text in spec.degradations:
+        deg.parse_spec(spec_text)  # fail before any work on a bad spec
+    cells = _load_results(out, spec)
+    images, _ = load_mnist("test")
+    x = images[balanced_test_indices(spec.num_images)]
+    features = MnistFeatures(device=spec.device)
+    reference_features = features(x.to(spec.device))
+    nets: dict[str, torch.nn.Module] = {}
+    todo = [(k, m, d) for d in spec.degradations for k, m in pairs if cell_key(k, m, d) not in cells]
+    for key, method, spec_text in tqdm(todo, desc="cells"):
+        if key not in nets:
+            nets[key] = load(spec.models[key], device=spec.device)
+        cells[cell_key(key, method, spec_text)] = {
+            "model": key, "method": method, "degradation": spec_text,
+            **evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features),
+        }
+        _write_atomic(out, {"format": RESULTS_FORMAT, "spec": {**asdict(spec), "cells": {}}, "cells": cells})
+    record = {"format": RESULTS_FORMAT, "spec": {**asdict(spec), "cells": {}}, "cells": cells}
+    _write_atomic(out, record)
+    return record
+
+
+def markdown_table(record: dict) -> str:
+    """The paper's Table 1 layout: one row per method; per degradation PSNR, FD and C-FD; NFE; s/image."""
+    cells = record["cells"]
+    degradations = list(dict.fromkeys(c["degradation"] for c in cells.values()))
+    methods = list(dict.fromkeys(f"{c['model']}:{c['method']}" for c in cells.values()))
+    head = ["method"] + [f"{d} {m}" for d in degradations for m in ("PSNR↑", "FD↓", "C-FD↓")] + ["NFE", "s/image"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def fmt(v: float | None, digits: int) -> str:
+        return "–" if v is None else f"{v:.{digits}f}"
+
+    for name in methods:
+        row, nfe, secs = [name], None, []
+        for d in degradations:
+            c = next((c for c in cells.values() if f"{c['model']}:{c['method']}" == name and c["degradation"] == d), None)
+            if c is None:
+                row += ["", "", ""]
+                continue
+            row += [fmt(c["psnr"], 2), fmt(c["fd"], 2), fmt(c["c_fd"], 2)]
+            nfe = c["nfe"]
+            secs.append(c["seconds_per_image"])
+        row += [str(nfe), fmt(sorted(secs)[len(secs) // 2] if secs else None, 3)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""Restoring images with a trained model: one entry point for every method, the files a
+restoration writes, and the one-command demo on the embedded digits.
+
+Methods:
+- ``posterior``: EDM posterior samples from a conditional (InvFussion / Palette) model;
+- ``mmse``: the one-call MMSE estimate (NOTES §5) from a conditional model;
+- ``dps``, ``ddrm``, ``ddnm``, ``pigdm``, ``daps``: zero-shot samplers driving the model's
+  unconditional mode (``op=None``), the way the paper runs them on an unconditional model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from . import seeding
+from .degradations import Operator, ZeroOperator
+from .metrics import consistency, psnr
+from .sampling import mmse, posterior, zeroshot
+from .sampling.uncertainty import sample_pca
+from .training.grid import save_image_grid
+
+CONDITIONAL_METHODS = ("posterior", "mmse")
+METHODS = (*CONDITIONAL_METHODS, *zeroshot.METHODS)
+
+
+@dataclass
+class Restoration:
+    """What restoring a batch of ``B`` measurements produced.
+
+    Attributes:
+        pinv: ``(B, C, H, W)`` the pseudo-inverse ``A⁺y``.
+        outputs: per method, ``(B, S, C, H, W)`` (``S`` samples; 1 for ``mmse``).
+        nfe: per method, denoiser calls per output image.
+        seconds: per method, wall-clock seconds per output image.
+        reference: ``(B, C, H, W)`` clean images when known.
+    """
+
+    pinv: Tensor
+    outputs: dict[str, Tensor] = field(default_factory=dict)
+    nfe: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    reference: Tensor | None = None
+
+
+def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
+    """Raise ``ValueError`` if ``method`` is unknown, or needs a conditional model and ``net`` is an
+    unconditional one asked to restore a non-zero operator (the zero operator is plain sampling)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    unconditional = getattr(net, "conditioning", None) == "unconditional"
+    if method in CONDITIONAL_METHODS and unconditional and not isinstance(op, ZeroOperator):
+        raise ValueError(
+            f"method {method!r} needs a conditional (invfussion or palette) model; use a zero-shot "
+            f"method ({', '.join(zeroshot.METHODS)}) with an unconditional model."
+        )
+
+
+def run_method(
+    method: str,
+    net: torch.nn.Module,
+    op: Operator,
+    y: Tensor,
+    num_samples: int = 1,
+    seed: int = 0,
+    indices: list[int] | None = None,
+    steps: int | None = None,
+    solver: str = "heun",
+    progress: bool = False,
+) -> tuple[Tensor, int]:
+    """Run one method on measurements ``y: (B, M)`` of ``op``.
+
+    Returns ``(B, S, C, H, W)`` outputs (``S = num_samples``, 1 for ``mmse``) and the NFE per
+    output image. Output ``(b, s)`` depends on ``(seed, indices[b], s)`` only.
+    """
+    check_method(method, net, op)
+    if method == "mmse":
+        return mmse(net, op, y, seed=seed, indices=indices)[:, None], 1
+    if method == "posterior":
+        steps = steps or 32
+        out = posterior(net, op, y, steps=steps, solver=solver, seed=seed, indices=indices,
+                        num_samples=num_samples, progress=progress)
+        return out, 2 * steps - 1 if solver == "heun" else steps
+    options = {} if steps is None else {"steps": steps}
+    sampler = zeroshot.get(method)
+    outs = [
+        sampler(net, op, y, seed=seeding.example_seed(seed, s, f"replicate/{method}"), indices=indices,
+                progress=progress, **options)
+        for s in range(num_samples)
+    ]
+    return torch.stack(outs, dim=1), zeroshot.nfe(method, **options)
+
+
+def restore(
+    net: torch.nn.Module,
+    op: Operator,
+    y: Tensor,
+    methods: list[str],
+    num_samples: int = 2,
+    seed: int = 0,
+    steps: int | None = None,
+    solver: str = "heun",
+    reference: Tensor | None = None,
+    progress: bool = False,
+) -> Restoration:
+    """Restore ``y: (B, M)`` with each of ``methods``; see :func:`run_method`."""
+    for method in methods:
+        check_method(method, net, op)
+    result = Restoration(pinv=op.pinv(y), reference=reference)
+    for method in methods:
+        start = time.perf_counter()
+        out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress)
+        result.seconds[method] = (time.perf_counter() - start) / (out.shape[0] * out.shape[1])
+        result.outputs[method], result.nfe[method] = out, nfe
+    return result
+
+
+def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[str, float]]:
+    """Per method: mean PSNR of the outputs and of their average (when the reference is known),
+    mean consistency ``‖y − A x̂‖²``, NFE and seconds per image."""
+    table: dict[str, dict[str, float]] = {}
+    for method, out in result.outputs.items():
+        row = {
+            "consistency": float(torch.stack([consistency(op, o, y) for o in out.unbind(1)]).mean()),
+            "nfe": result.nfe[method],
+            "seconds_per_image": result.seconds[method],
+        }
+        if result.reference is not None:
+            row["psnr"] = float(torch.stack([psnr(o, result.reference) for o in out.unbind(1)]).mean())
+            row["psnr_of_mean"] = float(psnr(out.mean(1), result.reference).mean())
+        table[method] = row
+    return table
+
+
+def write_restoration(
+    result: Restoration, out_dir: str | Path, summary: dict | None = None, uncertainty: int = 0
+) -> list[Path]:
+    """Write PNGs (``reference``, ``pinv``, ``<method>-<s>``, a ``grid``) and ``metrics.json`` for
+    the first example of ``result``; ``uncertainty > 0`` adds the per-pixel std map and the top
+    ``uncertainty`` sample-PCA directions of each sampling method (needs ≥ 2 samples)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    columns = [] if result.reference is None else [result.reference[:1]]
+    images = {"reference": result.reference, "pinv": result.pinv}
+    columns.append(result.pinv[:1])
+    for method, out in result.outputs.items():
+        for s in range(out.shape[1]):
+            images[f"{method}-{s:03d}" if out.shape[1] > 1 else method] = out[:, s]
+            columns.append(out[:1, s])
+        if uncertainty and out.shape[1] > 1:
+            mean, directions, stds = sample_pca(out[:1], uncertainty)
+            std_map = out[:1].std(dim=1)
+            images[f"{method}-std"] = std_map / std_map.amax().clamp_min(1e-8) * 2 - 1
+            for k in range(directions.shape[1]):
+                for sign, name in ((-2, "minus"), (2, "plus")):
+                    shifted = mean + sign * stds[:, k, None, None, None] * directions[:, k]
+                    images[f"{method}-pc{k}-{name}"] = shifted
+    for name, image in images.items():
+        if image is not None:
+            written.append(save_image_grid([image[:1]], out_dir / f"{name}.png", pad=0))
+    written.append(save_image_grid(columns, out_dir / "grid.png"))
+    if summary is not None:
+        path = out_dir / "metrics.json"
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+def load_image(path: str | Path, image_shape: tuple[int, int, int]) -> Tensor:
+    """An image file as ``(1, C, H, W)`` in [-1, 1], checked against the model's ``(C, H, W)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input image {path} does not exist; pass an existing PNG or JPEG file.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            pil = image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read {path} as an image ({exc}); pass a valid PNG or JPEG file.") from None
+    channels = 1 if pil.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    if channels != image_shape[0]:
+        raise ValueError(
+            f"{path} has {channels} channel(s) but the model expects {image_shape[0]}; convert the image "
+            f"to {'grayscale' if image_shape[0] == 1 else 'RGB'} first."
+        )
+    if pil.size != (image_shape[2], image_shape[1]):
+        raise ValueError(
+            f"{path} is {pil.size[0]}×{pil.size[1]} but the model expects {image_shape[2]}×{image_shape[1]}; "
+            "resize it (e.g. with `invfussion prepare-data`)."
+        )
+    array = np.asarray(pil.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())[None] / 127.5 - 1.0
+
+
+DEMO_DEGRADATIONS = ("motion-blur", "inpaint-patches", "matrix", "outpaint-box")
+
+
+def demo(
+    out_dir: str | Path,
+    model: str = "mnist32-invfussion",
+    num_images: int = 8,
+    seed: int = 0,
+    degradations: tuple[str, ...] = DEMO_DEGRADATIONS,
+    progress: bool = True,
+) -> tuple[Path, str]:
+    """Restore ``num_images`` embedded test digits under each degradation with a shipped model.
+
+    Writes one PNG grid (per row: clean | A⁺y | 2 posterior samples | MMSE, the degradations
+    one below the other) and returns its path and a Markdown PSNR table.
+    """
+    from . import degradations as deg
+    from .data import load_mnist
+    from .models import load
+
+    net = load(model)
+    images, _ = load_mnist("test")
+    # One digit of each class in turn: test images are sorted by digit, 50 each.
+    x = images[torch.arange(num_images) % 10 * 50 + torch.arange(num_images) // 10]
+    rows, table = [], ["| degradation | A⁺y | posterior (mean of 2) | MMSE |", "|---|---|---|---|"]
+    for family in degradations:
+        op = deg.from_spec(family, image_shape=tuple(x.shape[1:]), batch=num_images, seed=seed)
+        y = op.measure(x, seed=seed)
+        result = restore(net, op, y, ["posterior", "mmse"], num_samples=2, seed=seed, reference=x,
+                         progress=progress)
+        summary = summarize(result, op, y)
+        table.append(
+            f"| {family} | {float(psnr(result.pinv, x).mean()):.2f} | {summary['posterior']['psnr']:.2f} | "
+            f"{summary['mmse']['psnr']:.2f} |"
+        )
+        post = result.outputs["posterior"]
+        rows.append([x, result.pinv, post[:, 0], post[:, 1], result.outputs["mmse"][:, 0]])
+    columns = [torch.cat([r[k] for r in rows]) for k in range(5)]
+    grid = save_image_grid(columns, Path(out_dir) / "demo.png")
+    return grid, "\n".join(["PSNR (dB) on the embedded test digits, " + model, "", *table])
