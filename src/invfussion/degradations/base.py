@@ -13,6 +13,9 @@ both computed in the dtype they are given (float32 or float64); the public metho
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -50,8 +53,14 @@ class Operator:
         return torch.ones(self.batch_size, self.measurement_size, dtype=torch.bool, device=self.device)
 
     def _to(self, device: torch.device) -> "Operator":
-        """Return a copy whose tensors live on ``device`` (subclasses with tensors override)."""
-        return self
+        """A shallow copy whose tensor attributes (and operators held in lists) live on ``device``."""
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(moved, name, value.to(device))
+            elif isinstance(value, list) and value and all(isinstance(v, Operator) for v in value):
+                setattr(moved, name, [v.to(device) for v in value])
+        return moved
 
     # -- public interface ---------------------------------------------------------------------
     @property
@@ -85,18 +94,25 @@ class Operator:
         return out.to(y.dtype) if y.dim() == 3 else out[:, 0].to(y.dtype)
 
     def measure(
-        self, x: Tensor, generator: torch.Generator | None = None, seed: int | None = None
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        indices: Sequence[int] | None = None,
     ) -> Tensor:
         """``y = A x + σ_y ε`` for ``x: (B, C, H, W)``.
 
         The noise comes from ``generator`` if given, else from per-example streams of ``seed``
-        (example ``b`` of the batch uses index ``b``), else from the global generator.
+        (example ``b`` uses global index ``indices[b]``, default ``b``), else from the global
+        generator.
         """
         y = self.A(x)
         if not bool((self.noise_std > 0).any()):
             return y
         if seed is not None:
-            eps = seeding.randn(seed, y.shape[0], y.shape[1:], "measurement", y.device, y.dtype)
+            eps = seeding.randn(
+                seed, y.shape[0] if indices is None else indices, y.shape[1:], "measurement", y.device, y.dtype
+            )
         else:
             eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
         eps = eps * self.measurement_mask().to(y.dtype)  # padded coordinates stay zero

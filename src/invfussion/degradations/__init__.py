@@ -1,0 +1,40 @@
+"""Linear degradation operators: families, specs and training mixtures.
+
+>>> from invfussion import degradations as deg
+>>> op = deg.from_spec("motion-blur:stride=4", image_shape=(3, 64, 64), batch=8, seed=0)
+>>> y = op.measure(x)                      # x: (8, 3, 64, 64) -> y: (8, M)
+>>> x_pinv = op.pinv(y)                    # (8, 3, 64, 64)
+
+Families (see each class for its parameters and training distribution): ``inpaint-patches``,
+``outpaint-box``, ``inpaint-box``, ``motion-blur``, ``matrix``, ``sr``, ``none``.
+"""
+
+from .base import Operator
+from .grouped import GroupedOperator
+from .masks import InpaintBox, InpaintPatches, MaskOperator, OutpaintBox
+from .matrix import MatrixOperator, RandomMatrix
+from .motion_blur import MotionBlur, StridedConvolution, camera_shake_kernel
+from .registry import FAMILIES, from_spec, register
+from .spec import Param, parse_spec
+from .super_resolution import AveragePool, SuperResolution
+from .zero import Zero, ZeroOperator
+
+for _name, _cls in (
+    ("inpaint-patches", InpaintPatches),
+    ("outpaint-box", OutpaintBox),
+    ("inpaint-box", InpaintBox),
+    ("motion-blur", MotionBlur),
+    ("matrix", RandomMatrix),
+    ("sr", SuperResolution),
+    ("none", Zero),
+):
+    register(_name, _cls)
+
+from .mixture import PAPER_MIXTURE, Mixture, paper_mixture  # noqa: E402  (needs the families)
+
+__all__ = [
+    "FAMILIES", "PAPER_MIXTURE", "AveragePool", "GroupedOperator", "InpaintBox", "InpaintPatches",
+    "MaskOperator", "MatrixOperator", "Mixture", "MotionBlur", "Operator", "OutpaintBox", "Param",
+    "RandomMatrix", "StridedConvolution", "SuperResolution", "Zero", "ZeroOperator",
+    "camera_shake_kernel", "from_spec", "paper_mixture", "parse_spec", "register",
+]

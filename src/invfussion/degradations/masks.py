@@ -1,0 +1,132 @@
+"""In-painting families: a pixel mask shared by all channels (paper App. A.2.1 and A.2.4).
+
+``A x`` keeps the visible pixels and zeroes the rest, in the image's shape flattened
+(``M = C·H·W``), so masks of different examples stack; ``A⁺ = Aᵀ = A`` (an orthogonal
+projection) and ``measurement_mask`` marks the visible coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Operator
+from .spec import Param
+
+_MAX_DRAWS = 1000
+
+
+class MaskOperator(Operator):
+    """``mask: (B, H, W)`` bool, true where a pixel is visible (the same for every channel)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], mask: Tensor):
+        C, H, W = image_shape
+        if mask.shape[1:] != (H, W) or not bool(mask.flatten(1).any(1).all()):
+            raise ValueError("every in-painting mask must have the image's (H, W) and at least one visible pixel.")
+        super().__init__(image_shape, C * H * W, torch.zeros(mask.shape[0]))
+        self.mask = mask.bool()
+
+    def _weights(self, dtype: torch.dtype) -> Tensor:  # (B, 1, 1, H, W)
+        return self.mask[:, None, None].to(dtype)
+
+    def _apply(self, x: Tensor) -> Tensor:
+        return (x * self._weights(x.dtype)).flatten(2)
+
+    def _pinv(self, y: Tensor) -> Tensor:
+        return y.unflatten(2, self.image_shape) * self._weights(y.dtype)
+
+    def measurement_mask(self) -> Tensor:
+        return self.mask[:, None].expand(-1, self.image_shape[0], -1, -1).flatten(1)
+
+
+class InpaintPatches:
+    """``inpaint-patches``: keep a random subset of ``size``×``size`` patches of a regular grid.
+
+    Parameters (left out: drawn per example, paper App. A.2.1):
+        size: patch side in pixels, 1..min(H, W); drawn as ``2^U{0..⌊log2 min(H, W)⌋}``.
+        keep: probability that a patch is visible, in (0, 1]; drawn ~U(0, 0.1).
+    Patches at the right/bottom border are cropped when ``size`` does not divide the image.
+    A mask with nothing visible is rejected and redrawn (size and keep too, where drawn); after
+    1000 empty draws one uniformly chosen patch is made visible.
+    """
+
+    params = (
+        Param("size", int, "patch side in pixels; drawn as 2^U{0..log2 min(H,W)}", low=1),
+        Param("keep", float, "probability that a patch is visible; drawn ~U(0, 0.1)", low=0.0, high=1.0, low_open=True),
+    )
+
+    @classmethod
+    def build(cls, values, image_shape, generators) -> MaskOperator:
+        _, H, W = image_shape
+        if values["size"] is not None and values["size"] > min(H, W):
+            raise ValueError(f"inpaint-patches: size={values['size']} is larger than the image; size must be 1..{min(H, W)}.")
+        return MaskOperator(image_shape, torch.stack([cls._mask(values, H, W, g) for g in generators]))
+
+    @staticmethod
+    def _mask(values, H: int, W: int, g: torch.Generator) -> Tensor:
+        for _ in range(_MAX_DRAWS):
+            size = values["size"]
+            if size is None:
+                size = 2 ** int(torch.randint(0, int(math.log2(min(H, W))) + 1, (), generator=g))
+            keep = values["keep"]
+            if keep is None:
+                keep = 0.1 * float(torch.rand((), generator=g))
+            grid = torch.rand(math.ceil(H / size), math.ceil(W / size), generator=g) < keep
+            if grid.any():
+                break
+        else:
+            grid.view(-1)[torch.randint(0, grid.numel(), (), generator=g)] = True
+        return grid.repeat_interleave(size, 0).repeat_interleave(size, 1)[:H, :W]
+
+
+def _random_box(H: int, W: int, g: torch.Generator) -> Tensor:
+    """``(H, W)`` bool, true inside the rectangle spanned by two distinct uniform pixels."""
+    while True:
+        (r0, r1), (c0, c1) = torch.randint(0, H, (2,), generator=g).tolist(), torch.randint(0, W, (2,), generator=g).tolist()
+        if (r0, c0) != (r1, c1):
+            break
+    box = torch.zeros(H, W, dtype=torch.bool)
+    box[min(r0, r1) : max(r0, r1) + 1, min(c0, c1) : max(c0, c1) + 1] = True
+    return box
+
+
+class OutpaintBox:
+    """``outpaint-box``: only one rectangle is visible (paper App. A.2.4; held out of training).
+
+    The rectangle is spanned by two distinct pixels drawn uniformly over the image. No parameters
+    besides ``noise``.
+    """
+
+    params: tuple[Param, ...] = ()
+
+    @classmethod
+    def build(cls, values, image_shape, generators) -> MaskOperator:
+        _, H, W = image_shape
+        if H * W < 2:
+            raise ValueError("outpaint-box needs an image of at least 2 pixels.")
+        return MaskOperator(image_shape, torch.stack([_random_box(H, W, g) for g in generators]))
+
+
+class InpaintBox:
+    """``inpaint-box``: one rectangle is hidden, the rest visible (the complement of outpaint-box).
+
+    The rectangle is drawn as for ``outpaint-box``; one covering the whole image is redrawn.
+    No parameters besides ``noise``.
+    """
+
+    params: tuple[Param, ...] = ()
+
+    @classmethod
+    def build(cls, values, image_shape, generators) -> MaskOperator:
+        _, H, W = image_shape
+        if H * W < 3:
+            raise ValueError("inpaint-box needs an image of at least 3 pixels.")
+        masks = []
+        for g in generators:
+            visible = ~_random_box(H, W, g)
+            while not visible.any():
+                visible = ~_random_box(H, W, g)
+            masks.append(visible)
+        return MaskOperator(image_shape, torch.stack(masks))
