@@ -1,13 +1,15 @@
+import importlib
 import json
 
 import pytest
 import torch
 from conftest import tiny_config
 
-from invfussion.models import load as load_module
 from invfussion.models.load import export_model, load, model_card
 from invfussion.training import train
 from invfussion.training.checkpoint import unprefixed
+
+load_module = importlib.import_module("invfussion.models.load")  # the package re-exports the function `load`
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,10 @@ def test_measurement_noise_reaches_every_spec():
     assert with_noise("sr:factor=2", 0.1) == "sr:factor=2,noise=0.1"
     assert with_noise("sr:noise=0.2", 0.1) == "sr:noise=0.2"
     assert with_noise("none", 0.0) == "none"
+
+
+def test_augmentation_labels_must_fit_the_model(tmp_path):
+    with pytest.raises(ValueError, match="augment_dim=7"):
+        train(tiny_config(tmp_path / "a", aug_p=0.2, overrides=dict(tiny_config(tmp_path).overrides, augment_dim=3)))
+    overrides = dict(tiny_config(tmp_path).overrides, augment_dim=data.Augment.label_dim)
+    assert train(tiny_config(tmp_path / "b", aug_p=0.5, xflip=True, steps=2, overrides=overrides)).is_file()

@@ -37,15 +37,19 @@ class EMA:
         self.half_life_images = float(half_life_images)
         self.rampup_ratio = rampup_ratio
         self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self._pairs_of: tuple[int, list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def _pairs(self, net: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        src = dict(net.state_dict(keep_vars=True))
-        dst, new = [], []
-        for name, tensor in self.net.state_dict(keep_vars=True).items():
-            if tensor.is_floating_point():
-                dst.append(tensor.data)
-                new.append(src[name].detach())
-        return dst, new
+        """Matching floating-point tensors (EMA copy, ``net``), collected once per ``net``."""
+        if self._pairs_of is None or self._pairs_of[0] != id(net):
+            src = dict(net.state_dict(keep_vars=True))
+            dst, new = [], []
+            for name, tensor in self.net.state_dict(keep_vars=True).items():
+                if tensor.is_floating_point():
+                    dst.append(tensor.data)
+                    new.append(src[name].detach())
+            self._pairs_of = (id(net), dst, new)
+        return self._pairs_of[1], self._pairs_of[2]
 
     @torch.no_grad()
     def update(self, net: nn.Module, batch_images: int, images_seen: int) -> float:

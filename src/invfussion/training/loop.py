@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -100,7 +101,7 @@ class TrainConfig:
     sample_steps: int = 16
     log_every: int = 50
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None  # None: CPU cores − 2 (≤ 16) on CUDA, 0 on the CPU
     tensorboard: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -112,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"unknown objective {self.objective!r}; pass one of {', '.join(sorted(OBJECTIVES))}.")
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp mode {self.amp!r}; pass one of {', '.join(AMP_MODES)}.")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}; pass 0 to prepare batches in the main process.")
         for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every", "warmup_steps", "lr_ref_steps", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value ≥ 1.")
@@ -140,6 +143,13 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if mode == "fp16" and device.type != "cuda":
         raise ValueError("fp16 mixed precision needs CUDA; pass --amp none (or bf16) on the CPU.")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
+
+
+def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """Processes preparing batches: operators are built on the CPU, so a GPU run needs several."""
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    return max(1, min(16, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
 
 
 def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
@@ -262,6 +272,12 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._resume_if_asked()
         augment = data.Augment(cfg.aug_p, cfg.xflip) if (cfg.aug_p > 0 or cfg.xflip) else None
+        augment_dim = getattr(getattr(self.net.backbone, "mapping", None), "augment_dim", None)
+        if augment is not None and augment_dim != augment.label_dim:
+            raise ValueError(
+                f"augmentation labels have {augment.label_dim} entries but the model takes {augment_dim}; "
+                f"pass overrides augment_dim={augment.label_dim} or turn augmentation off."
+            )
         self.batches = StepBatches(
             self.dataset, seed=cfg.seed, global_batch=cfg.batch_size, positions=distributed.shard(cfg.batch_size, ctx),
             mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
@@ -345,10 +361,12 @@ class Trainer:
         from .. import sampling
 
         net = self.ema.net
-        images = torch.stack([self.dataset[i][0] for i in range(min(rows, len(self.dataset)))]).to(self.device)
+        picks = sorted({i * len(self.dataset) // rows for i in range(rows)})  # spread over the dataset
+        items = [self.dataset[i] for i in picks]
+        images = torch.stack([image for image, _ in items]).to(self.device)
         labels = None
         if self.num_classes:
-            labels = torch.tensor([max(int(self.dataset[i][1]), 0) for i in range(images.shape[0])], device=self.device)
+            labels = torch.tensor([label if 0 <= label < self.num_classes else self.num_classes for _, label in items], device=self.device)
         seed = seeding.example_seed(self.cfg.seed, 0, "preview")
         steps = self.cfg.sample_steps
         if self.mixture is None:
@@ -369,10 +387,11 @@ class Trainer:
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps({"train": cfg.to_json(), "model": self.net.config}, indent=2))
+        workers = loader_workers(cfg, self.device)
         loader = torch.utils.data.DataLoader(
-            self.batches, sampler=range(self.step, cfg.steps), batch_size=None, num_workers=cfg.num_workers,
+            self.batches, sampler=range(self.step, cfg.steps), batch_size=None, num_workers=workers,
             pin_memory=False, generator=torch.Generator().manual_seed(cfg.seed),
-            prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False,
+            prefetch_factor=4 if workers else None, persistent_workers=False,
         )
         log = RunLog(self.run_dir, ctx.is_main, cfg.tensorboard)
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
