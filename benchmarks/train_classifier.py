@@ -22,11 +22,13 @@ from safetensors.torch import save_file
 from invfussion.data import load_mnist
 from invfussion.metrics.mnist_features import ARCHITECTURE, FEATURE_DIM, MnistClassifier
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "invfussion" / "assets" / "mnist-classifier"
+DEFAULT_OUT = (
+    Path(__file__).resolve().parents[1] / "src" / "invfussion" / "assets" / "mnist-classifier"
+)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image ``(N, 1, 32, 32)`` by up to ``max_shift`` pixels, filling with background."""
+    """Shift each image ``(N, 1, 32, 32)`` by up to ``max_shift`` px, filling with background."""
     n, _, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, value=-1.0)
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
@@ -79,7 +81,10 @@ def main() -> None:
         )
     test_accuracy = accuracy(model, test_x, test_y)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out.with_suffix(".safetensors")))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(args.out.with_suffix(".safetensors")),
+    )
     card = {
         "architecture": ARCHITECTURE,
         "feature_dim": FEATURE_DIM,
@@ -95,7 +100,10 @@ def main() -> None:
         "command": "python benchmarks/train_classifier.py",
     }
     args.out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    print(f"test accuracy {test_accuracy:.4f} on {len(test_x)} digits; wrote {args.out}.safetensors/.json")
+    print(
+        f"test accuracy {test_accuracy:.4f} on {len(test_x)} digits; "
+        f"wrote {args.out}.safetensors/.json"
+    )
 
 
 if __name__ == "__main__":

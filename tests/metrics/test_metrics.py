@@ -49,7 +49,9 @@ def test_psnr_clips_to_the_valid_range_and_rejects_mismatched_shapes():
 def test_fd_of_a_set_with_itself_is_zero_and_fd_is_symmetric():
     a, b = torch.randn(200, 6), 0.5 * torch.randn(300, 6) + 1.0
     assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
-    assert metrics.frechet_distance(a, b) == pytest.approx(metrics.frechet_distance(b, a), rel=1e-10)
+    assert metrics.frechet_distance(a, b) == pytest.approx(
+        metrics.frechet_distance(b, a), rel=1e-10
+    )
     assert metrics.frechet_distance(a, b) > 1.0
 
 
@@ -67,7 +69,9 @@ def test_fd_matches_closed_forms():
     trace_sqrt = math.sqrt(product.trace() + 2 * math.sqrt(torch.linalg.det(product)))
     expected = float(cov_a.trace() + cov_b.trace()) - 2 * trace_sqrt
     zeros = torch.zeros(2)
-    assert metrics.frechet_distance_from_statistics(zeros, cov_a, zeros, cov_b) == pytest.approx(expected)
+    assert metrics.frechet_distance_from_statistics(zeros, cov_a, zeros, cov_b) == pytest.approx(
+        expected
+    )
 
 
 def test_fd_rejects_too_few_or_mismatched_features():
@@ -86,7 +90,9 @@ def test_image_fd_uses_the_extractor():
 
 
 # -- consistency, projection, C-FD --------------------------------------------------------------
-@pytest.mark.parametrize("spec", ["matrix:rows=16", "inpaint-patches:size=2,keep=0.3", "sr:factor=2"])
+@pytest.mark.parametrize(
+    "spec", ["matrix:rows=16", "inpaint-patches:size=2,keep=0.3", "sr:factor=2"]
+)
 def test_projection_is_consistent_and_cfd_of_the_truth_is_zero(spec):
     op = deg.from_spec(spec, image_shape=(1, 8, 8), batch=6, seed=0)
     truth, guess = random_images(6, 2), random_images(6, 3)
@@ -94,8 +100,12 @@ def test_projection_is_consistent_and_cfd_of_the_truth_is_zero(spec):
     assert bool((metrics.consistency(op, truth, y) < 1e-8).all())
     assert bool((metrics.consistency(op, guess, y) > 1e-3).all())
     projected = metrics.projected(op, guess, y)
-    assert bool((metrics.consistency(op, projected, y) <= 1e-8 * metrics.consistency(op, guess, y)).all())
-    assert metrics.consistent_frechet_distance(op, truth, y, truth, Flatten()) == pytest.approx(0, abs=1e-6)
+    assert bool(
+        (metrics.consistency(op, projected, y) <= 1e-8 * metrics.consistency(op, guess, y)).all()
+    )
+    assert metrics.consistent_frechet_distance(op, truth, y, truth, Flatten()) == pytest.approx(
+        0, abs=1e-6
+    )
 
 
 def test_consistency_is_the_squared_residual_norm():
@@ -142,10 +152,16 @@ def test_metrics_on_cuda_match_the_cpu():
     truth, guess = random_images(4, 0), random_images(4, 1)
     y = op.measure(truth)
     cuda_op = op.to("cuda")
-    torch.testing.assert_close(metrics.psnr(guess.cuda(), truth.cuda()).cpu(), metrics.psnr(guess, truth))
     torch.testing.assert_close(
-        metrics.consistency(cuda_op, guess.cuda(), y.cuda()).cpu(), metrics.consistency(op, guess, y)
+        metrics.psnr(guess.cuda(), truth.cuda()).cpu(), metrics.psnr(guess, truth)
     )
     torch.testing.assert_close(
-        metrics.projected(cuda_op, guess.cuda(), y.cuda()).cpu(), metrics.projected(op, guess, y), atol=1e-5, rtol=1e-5
+        metrics.consistency(cuda_op, guess.cuda(), y.cuda()).cpu(),
+        metrics.consistency(op, guess, y),
+    )
+    torch.testing.assert_close(
+        metrics.projected(cuda_op, guess.cuda(), y.cuda()).cpu(),
+        metrics.projected(op, guess, y),
+        atol=1e-5,
+        rtol=1e-5,
     )

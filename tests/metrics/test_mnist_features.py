@@ -30,7 +30,9 @@ def test_recorded_accuracy_is_reproduced(extractor, test_digits):
 def test_features_are_per_image(extractor, test_digits):
     images = test_digits[0][:40]
     features = extractor(images)
-    assert features.shape == (40, metrics.mnist_features.FEATURE_DIM) and bool(features.isfinite().all())
+    assert features.shape == (40, metrics.mnist_features.FEATURE_DIM) and bool(
+        features.isfinite().all()
+    )
     torch.testing.assert_close(extractor(images[7:9]), features[7:9], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="32×32"):
         extractor(images[:, :, :28, :28])

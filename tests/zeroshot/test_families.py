@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from invfussion import degradations as deg
-from invfussion.sampling import GaussianDenoiser, NFECounter
-from invfussion.sampling import zeroshot
+from invfussion.sampling import GaussianDenoiser, NFECounter, zeroshot
 
 SHAPE = (1, 8, 8)
 SPECS = [
@@ -28,7 +27,7 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def smooth_prior() -> GaussianDenoiser:
-    """Zero-mean prior with a squared-exponential pixel covariance (length 1.5 px, variance 0.25)."""
+    """Zero-mean prior, squared-exponential pixel covariance (length 1.5 px, variance 0.25)."""
     rows, cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
     grid = torch.stack([rows.flatten(), cols.flatten()], 1).double()
     cov = 0.25 * torch.exp(-torch.cdist(grid, grid).square() / (2 * 1.5**2)) + 1e-3 * torch.eye(64)
@@ -39,7 +38,11 @@ def measured(spec: str, prior: GaussianDenoiser, batch: int = 4):
     op = deg.from_spec(spec, image_shape=SHAPE, batch=batch, seed=0)
     g = torch.Generator().manual_seed(5)
     root = prior.eigenvectors * prior.eigenvalues.sqrt()
-    x = (torch.randn(batch, 64, generator=g, dtype=torch.float64) @ root.T).float().reshape(batch, *SHAPE)
+    x = (
+        (torch.randn(batch, 64, generator=g, dtype=torch.float64) @ root.T)
+        .float()
+        .reshape(batch, *SHAPE)
+    )
     return op, op.measure(x, seed=0)
 
 

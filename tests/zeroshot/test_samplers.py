@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from invfussion.degradations.base import Operator
-from invfussion.sampling import GaussianDenoiser, NFECounter, gaussian_posterior
-from invfussion.sampling import zeroshot
-from invfussion.sampling.zeroshot.pigdm import guided_estimate
+from invfussion.sampling import GaussianDenoiser, NFECounter, gaussian_posterior, zeroshot
 from invfussion.sampling.zeroshot.common import effective_noise_std, solve_regularised_gram
+from invfussion.sampling.zeroshot.pigdm import guided_estimate
 
 IMAGE_SHAPE = (1, 4, 4)
 N = 16
@@ -70,6 +69,7 @@ def problem(prior):
         return op, x, op.measure(x, seed=3)
 
     return make
+
 
 FAST = {
     "dps": dict(steps=40),
@@ -132,7 +132,9 @@ def test_pigdm_estimate_is_the_exact_conditional_mean_for_an_isotropic_prior(noi
     x = torch.randn(4, *IMAGE_SHAPE, generator=g) * (0.25 + sigma**2) ** 0.5
     y = op.measure(0.5 * torch.randn(4, *IMAGE_SHAPE, generator=g), seed=1)
     estimate = guided_estimate(iso, op, y, x, sigma, sigma_data=0.5)
-    torch.testing.assert_close(estimate, iso(x, torch.full((4,), sigma), op=op, y=y), atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        estimate, iso(x, torch.full((4,), sigma), op=op, y=y), atol=2e-4, rtol=1e-4
+    )
 
 
 def test_conjugate_gradients_solve_the_regularised_gram_system():
@@ -190,7 +192,9 @@ def isotropic_posterior_problem(batch: int):
     mean = torch.linspace(-0.4, 0.4, N, dtype=torch.float64)
     iso = GaussianDenoiser(mean, 0.25 * torch.eye(N), IMAGE_SHAPE)
     op = DenseOperator(random_operator(1, 6).matrices.expand(batch, -1, -1))
-    x = (mean + 0.5 * torch.randn(N, generator=torch.Generator().manual_seed(4), dtype=torch.float64)).float()
+    x = (
+        mean + 0.5 * torch.randn(N, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    ).float()
     y = op.A(x.reshape(1, *IMAGE_SHAPE).expand(batch, -1, -1, -1))
     post_mean, post_cov = gaussian_posterior(mean, 0.25 * torch.eye(N), op.matrices[0], y[0], 0.0)
     return iso, op, y, post_mean, post_cov

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Cost:
-    """``seconds_per_image`` of wall-clock time, ``nfe`` denoiser calls per image, over ``images``."""
+    """Wall-clock ``seconds_per_image``, ``nfe`` denoiser calls per image, over ``images``."""
 
     seconds_per_image: float
     nfe: int
@@ -28,7 +28,9 @@ def measure_cost(run: Callable[[], T], images: int, nfe: int) -> tuple[T, Cost]:
     Returns ``run``'s result and its :class:`Cost`.
     """
     if images < 1:
-        raise ValueError(f"images must be at least 1, got {images}; pass how many images run() restores.")
+        raise ValueError(
+            f"images must be at least 1, got {images}; pass how many images run() restores."
+        )
     synchronise = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     synchronise()
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
-    """Maps images ``(N, C, H, W)`` in ``[-1, 1]`` to features ``(N, D)``; ``name`` identifies it."""
+    """Maps images ``(N, C, H, W)`` in ``[-1, 1]`` to features ``(N, D)``; ``name`` names it."""
 
     name: str
 
@@ -29,7 +29,8 @@ def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean ``(D,)`` and unbiased covariance ``(D, D)`` of ``features: (N, D)``, in float64."""
     if features.dim() != 2 or features.shape[0] < 2:
         raise ValueError(
-            f"Fréchet distance needs a feature matrix (N, D) with N ≥ 2, got {tuple(features.shape)}; "
+            "Fréchet distance needs a feature matrix (N, D) with N ≥ 2, got "
+            f"{tuple(features.shape)}; "
             "pass at least two images' features."
         )
     f = features.to(torch.float64)
@@ -43,7 +44,9 @@ def _psd_sqrt(matrix: Tensor) -> Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def frechet_distance_from_statistics(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+def frechet_distance_from_statistics(
+    mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor
+) -> float:
     """FD between ``N(mean_a, cov_a)`` and ``N(mean_b, cov_b)`` (``(D,)``, ``(D, D)``)."""
     if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape:
         raise ValueError(
@@ -60,9 +63,13 @@ def frechet_distance_from_statistics(mean_a: Tensor, cov_a: Tensor, mean_b: Tens
 
 def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     """FD between the Gaussians fitted to ``features_a: (N_a, D)`` and ``features_b: (N_b, D)``."""
-    return frechet_distance_from_statistics(*feature_statistics(features_a), *feature_statistics(features_b))
+    return frechet_distance_from_statistics(
+        *feature_statistics(features_a), *feature_statistics(features_b)
+    )
 
 
-def image_frechet_distance(images_a: Tensor, images_b: Tensor, extractor: FeatureExtractor) -> float:
+def image_frechet_distance(
+    images_a: Tensor, images_b: Tensor, extractor: FeatureExtractor
+) -> float:
     """FD between two image sets ``(N, C, H, W)`` in ``[-1, 1]`` under ``extractor``'s features."""
     return frechet_distance(extractor(images_a), extractor(images_b))

@@ -31,7 +31,10 @@ class InceptionFeatures:
     name = "inception-v3"
 
     def __init__(
-        self, weights: str | Path | None = None, device: torch.device | str = "cpu", batch_size: int = 64
+        self,
+        weights: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        batch_size: int = 64,
     ):
         path = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
         if path is None or not Path(path).is_file():
@@ -59,7 +62,8 @@ class InceptionFeatures:
     def __call__(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(
-                f"Inception features need images (N, 1 or 3, H, W) in [-1, 1], got {tuple(images.shape)}; "
+                "Inception features need images (N, 1 or 3, H, W) in [-1, 1], got "
+                f"{tuple(images.shape)}; "
                 "convert the images to grey or RGB."
             )
         chunks = []

@@ -23,7 +23,7 @@ FEATURE_DIM = 128
 
 
 class MnistClassifier(nn.Module):
-    """CNN digit classifier; ``features(x)``: ``(N, 1, 32, 32) → (N, 128)``, ``forward``: logits ``(N, 10)``."""
+    """``features``: ``(N, 1, 32, 32) → (N, 128)``; ``forward``: logits ``(N, 10)``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,11 +46,15 @@ class MnistClassifier(nn.Module):
 
 
 def asset_paths(path: str | Path | None = None) -> tuple[Path, Path]:
-    """``(weights.safetensors, card.json)`` of ``path`` (a prefix without suffix) or the shipped asset."""
+    """``(weights.safetensors, card.json)`` of ``path`` (a prefix) or of the shipped asset."""
     if path is None:
         base = Path(str(resources.files("invfussion").joinpath("assets", ASSET_NAME)))
     else:
-        base = Path(path).with_suffix("") if Path(path).suffix in (".safetensors", ".json") else Path(path)
+        base = (
+            Path(path).with_suffix("")
+            if Path(path).suffix in (".safetensors", ".json")
+            else Path(path)
+        )
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
 
@@ -61,14 +65,17 @@ class MnistFeatures:
     computed in batches of ``batch_size`` on ``device``.
 
     Args:
-        path: weights prefix (``…/mnist-classifier`` or its ``.safetensors``); default the shipped one.
+        path: weights prefix (``…/mnist-classifier`` or its ``.safetensors``); default: shipped.
     """
 
     name = "mnist-classifier"
     image_shape = (1, 32, 32)
 
     def __init__(
-        self, path: str | Path | None = None, device: torch.device | str = "cpu", batch_size: int = 500
+        self,
+        path: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        batch_size: int = 500,
     ):
         weights, card = asset_paths(path)
         if not weights.is_file():

@@ -11,6 +11,10 @@ depends on ``(seed, indices[i])`` only. ``nfe(method, **opts)`` is the number of
 run makes with those options; ``NEEDS_GRAD`` names the methods that backpropagate through the
 network at every call.
 
+Noisy measurements (``op.noise_std > 0``): DPS and DAPS through their Gaussian likelihood, ΠGDM
+exactly (conjugate gradients on ``r²AAᵀ + σ_y²I``), DDRM and DDNM+ through an SVD-free isotropic
+estimate of the image-space noise (:func:`.common.effective_noise_std`).
+
 Defaults are the authors' budgets: DPS 1000 steps, DDRM 25 (η = 0.85, η_b = 1), DDNM 100,
 ΠGDM 100, DAPS 200 annealing levels × 5 ODE steps (+ 100 Langevin steps each) = 1000 NFE.
 """
@@ -59,7 +63,7 @@ def get(method: str) -> Callable[..., Tensor]:
 
 
 def nfe(method: str, **opts: object) -> int:
-    """Denoiser calls of one run of ``method`` with the keyword options ``opts`` (defaults if absent)."""
+    """Denoiser calls of one run of ``method`` with the options ``opts`` (defaults if absent)."""
     get(method)
     return _NFE[method](**opts)
 

@@ -35,7 +35,7 @@ def denoise(net: Denoiser, x: Tensor, sigma: float) -> Tensor:
 
 
 def ddim_noise_std(sigma: float, sigma_next: float, eta: float) -> float:
-    """Fresh-noise level ``s = η·σ_next·√(1 − σ_next²/σ²)`` of a DDIM(η) step from ``σ`` to ``σ_next``.
+    """Fresh-noise level ``s = η·σ_next·√(1 − σ_next²/σ²)`` of a DDIM(η) step ``σ → σ_next``.
 
     η = 0 is the deterministic DDIM/Euler step, η = 1 the ancestral (DDPM-posterior) step.
     """
@@ -55,7 +55,7 @@ def ddim_step(
 
 
 class ExampleNoise:
-    """Per-example Gaussian streams: the k-th draw of example ``i`` depends on ``(seed, stream, i, k)``.
+    """Per-example Gaussian streams: draw k of example ``i`` depends on ``(seed, stream, i, k)``.
 
     ``draw()`` returns ``(B, *shape)`` standard normal noise.
     """
@@ -115,6 +115,12 @@ def effective_noise_std(
     over the nonzero singular values ``s_k`` (exact when all ``s_k`` are equal, e.g. masks).
     Both traces are Hutchinson estimates with ``probes`` Gaussian probes per example drawn from
     the example's own stream. Examples with ``σ_y = 0`` get exactly 0.
+
+    Limitation: the RMS is dominated by the smallest kept singular values, so for badly
+    conditioned operators (motion blur, whose pseudo-inverse keeps singular values down to 1e-4 of
+    the largest) ``σ_eff`` is huge and the noisy DDRM / DDNM+ updates nearly ignore ``y``; they
+    are faithful for masks, random matrices and average pooling. DPS, ΠGDM and DAPS handle the
+    noise through the likelihood instead and do not use this estimate.
     """
     sigma_y = op.noise_std
     out = torch.zeros_like(sigma_y)
@@ -131,15 +137,22 @@ def effective_noise_std(
 
 
 def adjoint(op: Operator, r: Tensor) -> Tensor:
-    """``Aᵀ r``: ``(B, M)`` → ``(B, C, H, W)``, the vector–Jacobian product of the linear map ``op.A``."""
+    """``Aᵀ r``: ``(B, M)`` → ``(B, C, H, W)``, the vector–Jacobian product of ``op.A``."""
     with torch.enable_grad():
-        probe = torch.zeros(r.shape[0], *op.image_shape, device=r.device, dtype=r.dtype, requires_grad=True)
+        probe = torch.zeros(
+            r.shape[0], *op.image_shape, device=r.device, dtype=r.dtype, requires_grad=True
+        )
         (out,) = torch.autograd.grad(op.A(probe), probe, grad_outputs=r)
     return out
 
 
 def solve_regularised_gram(
-    op: Operator, rhs: Tensor, scale_sq: float, damping: Tensor, max_iter: int = 200, rtol: float = 1e-6
+    op: Operator,
+    rhs: Tensor,
+    scale_sq: float,
+    damping: Tensor,
+    max_iter: int = 200,
+    rtol: float = 1e-6,
 ) -> Tensor:
     """Solve ``(scale²·A Aᵀ + damping_b·I) z_b = rhs_b`` per example by conjugate gradients.
 
@@ -161,11 +174,15 @@ def solve_regularised_gram(
             break
         applied = apply(direction)
         curvature = (direction * applied).sum(1)
-        alpha = torch.where(curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq))
+        alpha = torch.where(
+            curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq)
+        )
         z = z + alpha[:, None] * direction
         residual = residual - alpha[:, None] * applied
         new_norm_sq = residual.square().sum(1)
-        beta = torch.where(norm_sq > 0, new_norm_sq / norm_sq.clamp_min(1e-300), torch.zeros_like(norm_sq))
+        beta = torch.where(
+            norm_sq > 0, new_norm_sq / norm_sq.clamp_min(1e-300), torch.zeros_like(norm_sq)
+        )
         direction = residual + beta[:, None] * direction
         norm_sq = new_norm_sq
     return z

@@ -11,12 +11,13 @@ down to ``sigma_min``):
 3. ``x_{σ_{i+1}} = x₀ + σ_{i+1}·z``; the last level returns ``x₀``.
 
 The Langevin step decays linearly over the levels from ``lr`` to ``lr·lr_min_ratio`` (the
-authors' schedule), is multiplied by ``(τ/tau)²`` so that the data term moves at the authors' rate
-when ``σ_y > tau`` (the authors tuned ``lr`` for ``τ = tau`` only), and is capped at ``1/L`` with ``L = ‖A‖²/τ² + 1/σ_i²`` the Lipschitz constant
-of ``∇U`` (``‖A‖²`` from a power iteration), so that it cannot diverge on operators whose norm
-differs from the authors'. Defaults follow the authors' pixel-space "DAPS-1K" configuration:
-200 levels from σ = 100 to 0.1, 5 ODE steps to σ = 0.01, 100 Langevin steps, lr 1e-4, τ = 0.01,
-``lr_min_ratio`` 0.01 — 1000 denoiser calls. Noisy measurements enter through ``τ``.
+authors' schedule); it is multiplied by ``(τ/tau)²`` so that the data term moves at the authors'
+rate when ``σ_y > tau`` (they tuned ``lr`` for ``τ = tau`` only), and capped at ``1/L``, with
+``L = ‖A‖²/τ² + 1/σ_i²`` the Lipschitz constant of ``∇U`` (``‖A‖²`` by power iteration), so that
+it cannot diverge on operators whose norm differs from the authors'.
+Defaults follow the authors' pixel-space "DAPS-1K" configuration: 200 levels from σ = 100 to
+0.1, 5 ODE steps to σ = 0.01, 100 Langevin steps, lr 1e-4, τ = 0.01, ``lr_min_ratio`` 0.01:
+1000 denoiser calls. Noisy measurements enter through ``τ``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ DEFAULT_LEVELS = 200
 DEFAULT_ODE_STEPS = 5
 
 
-def _operator_norm_sq(op: Operator, seed: int, indices: Sequence[int], iterations: int = 30) -> Tensor:
+def _operator_norm_sq(
+    op: Operator, seed: int, indices: Sequence[int], iterations: int = 30
+) -> Tensor:
     """``‖A_b‖²`` per example, ``(B,)``, by power iteration on ``AᵀA`` (slightly over-estimated)."""
     v = seeding.randn(seed, indices, op.image_shape, "zeroshot/daps/power", op.device)
     norm_sq = torch.zeros(v.shape[0], device=v.device)
@@ -74,7 +77,7 @@ def daps(
     lr_min_ratio: float = 0.01,
     tau: float = 0.01,
 ) -> Tensor:
-    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+    """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
         steps: number of annealing levels.

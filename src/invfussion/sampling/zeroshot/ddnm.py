@@ -25,8 +25,8 @@ from .common import (
     ddim_step,
     denoise,
     effective_noise_std,
-    sigma_schedule,
     per_example,
+    sigma_schedule,
     start,
     steps_bar,
 )
@@ -48,7 +48,7 @@ def ddnm(
     progress: bool = False,
     eta: float = 0.85,
 ) -> Tensor:
-    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+    """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
         eta: DDIM stochasticity (0 deterministic, 1 ancestral).
@@ -56,7 +56,9 @@ def ddnm(
     idx, x = start(op, y, seed, indices, "ddnm", sigma_max)
     noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
     sigma_eff = effective_noise_std(op, seed, idx).to(x.dtype)
-    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "ddnm"):
+    for sigma, sigma_next in steps_bar(
+        sigma_schedule(steps, sigma_min, sigma_max), progress, "ddnm"
+    ):
         x0 = denoise(net, x, sigma)
         s = ddim_noise_std(sigma, sigma_next, eta)
         lam = torch.where(sigma_eff > s, s / sigma_eff.clamp_min(1e-12), torch.ones_like(sigma_eff))

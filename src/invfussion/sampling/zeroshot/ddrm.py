@@ -1,4 +1,4 @@
-"""Denoising Diffusion Restoration Models (DDRM; Kawar et al., 2022), SVD-free, on a VE / EDM denoiser.
+"""Denoising Diffusion Restoration Models (DDRM; Kawar et al., 2022), SVD-free, VE / EDM.
 
 DDRM updates each spectral component of ``x`` separately. Without an SVD we split image space
 with the projector ``P = A⁺A`` into the range of ``Aᵀ`` and the null space of ``A``, and treat the
@@ -27,8 +27,8 @@ from .common import (
     ExampleNoise,
     denoise,
     effective_noise_std,
-    sigma_schedule,
     per_example,
+    sigma_schedule,
     start,
     steps_bar,
 )
@@ -51,7 +51,7 @@ def ddrm(
     eta: float = 0.85,
     eta_b: float = 1.0,
 ) -> Tensor:
-    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+    """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
         eta: stochasticity of the null-space (and noise-dominated range-space) updates.
@@ -65,12 +65,16 @@ def ddrm(
     def range_part(v: Tensor) -> Tensor:
         return op.pinv(op.A(v))
 
-    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "ddrm"):
+    for sigma, sigma_next in steps_bar(
+        sigma_schedule(steps, sigma_min, sigma_max), progress, "ddrm"
+    ):
         x0 = denoise(net, x, sigma)
         z = noise.draw() if sigma_next > 0 else torch.zeros_like(x)
         keep = (1 - eta**2) ** 0.5 * sigma_next
         null_new = x0 + keep * (x - x0) / sigma + eta * sigma_next * z
-        trusted = (1 - eta_b) * x0 + (sigma_next**2 - eta_b**2 * sigma_eff**2).clamp_min(0).sqrt() * z
+        trusted = (1 - eta_b) * x0 + (sigma_next**2 - eta_b**2 * sigma_eff**2).clamp_min(
+            0
+        ).sqrt() * z
         noisy = x0 + keep * (y_bar - x0) / sigma_eff.clamp_min(1e-12) + eta * sigma_next * z
         range_new = torch.where(sigma_next >= sigma_eff, trusted, noisy)
         measured = torch.where(sigma_next >= sigma_eff, eta_b * y_bar, torch.zeros_like(y_bar))

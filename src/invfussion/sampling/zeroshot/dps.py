@@ -43,14 +43,16 @@ def dps(
     progress: bool = False,
     zeta: float = 0.5,
 ) -> Tensor:
-    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+    """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
         zeta: guidance step on ``∇‖y − A x̂₀‖`` (0 gives unguided ancestral sampling).
     """
     idx, x = start(op, y, seed, indices, "dps", sigma_max)
     noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/dps/step", y.device)
-    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "dps"):
+    for sigma, sigma_next in steps_bar(
+        sigma_schedule(steps, sigma_min, sigma_max), progress, "dps"
+    ):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0 = denoise(net, x_in, sigma)

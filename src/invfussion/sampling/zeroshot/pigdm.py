@@ -54,7 +54,7 @@ def pigdm(
     sigma_data: float = 0.5,
     guidance: float = 1.0,
 ) -> Tensor:
-    """Posterior samples ``(B, C, H, W)`` for measurements ``y: (B, M)`` of the operator batch ``op``.
+    """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
         eta: DDIM stochasticity (0 deterministic, 1 ancestral).
@@ -63,7 +63,9 @@ def pigdm(
     """
     idx, x = start(op, y, seed, indices, "pigdm", sigma_max)
     noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/pigdm/step", y.device)
-    for sigma, sigma_next in steps_bar(sigma_schedule(steps, sigma_min, sigma_max), progress, "pigdm"):
+    for sigma, sigma_next in steps_bar(
+        sigma_schedule(steps, sigma_min, sigma_max), progress, "pigdm"
+    ):
         x0 = guided_estimate(net, op, y, x, sigma, sigma_data, guidance)
         s = ddim_noise_std(sigma, sigma_next, eta)
         fresh = s * noise.draw() if s > 0 else None
@@ -72,7 +74,13 @@ def pigdm(
 
 
 def guided_estimate(
-    net: Denoiser, op: Operator, y: Tensor, x: Tensor, sigma: float, sigma_data: float = 0.5, guidance: float = 1.0
+    net: Denoiser,
+    op: Operator,
+    y: Tensor,
+    x: Tensor,
+    sigma: float,
+    sigma_data: float = 0.5,
+    guidance: float = 1.0,
 ) -> Tensor:
     """``x̂₀ + σ²·Jᵀg`` at ``x: (B, C, H, W)``, noise level ``σ``: one denoiser call and its VJP.
 
@@ -89,11 +97,16 @@ def guided_estimate(
 
 
 def likelihood_gradient(op: Operator, residual: Tensor, r_sq: float, sigma_y_sq: Tensor) -> Tensor:
-    """``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹ residual``: ``(B, M)`` → ``(B, C, H, W)``; ``A⁺residual/r²`` where σ_y = 0."""
+    """``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹ residual``: ``(B, M)`` → ``(B, C, H, W)``.
+
+    Where σ_y = 0 this is ``A⁺ residual / r²``.
+    """
     g = op.pinv(residual) / r_sq
     noisy = sigma_y_sq > 0
     if bool(noisy.any()):
-        damping = torch.where(noisy, sigma_y_sq, torch.ones_like(sigma_y_sq))  # dummy where noiseless
+        damping = torch.where(
+            noisy, sigma_y_sq, torch.ones_like(sigma_y_sq)
+        )  # dummy where noiseless
         solved = adjoint(op, solve_regularised_gram(op, residual, r_sq, damping))
         g = torch.where(noisy.reshape(-1, 1, 1, 1), solved, g)
     return g
