@@ -27,7 +27,8 @@ def test_tiny_run_trains_and_its_loss_falls(tmp_path):
 def test_resume_equals_uninterrupted_bitwise(tmp_path):
     whole = train(tiny_config(tmp_path / "whole", steps=10))
     train(tiny_config(tmp_path / "split", steps=5))
-    resumed = train(tiny_config(tmp_path / "split", steps=10, resume=True))
+    as_tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny_config(tmp_path).overrides.items()}
+    resumed = train(tiny_config(tmp_path / "split", steps=10, resume=True, overrides=as_tuples))
     assert_same_tensors(checkpoint_tensors(whole), checkpoint_tensors(resumed))
     a = json.loads(whole.with_suffix(".json").read_text())
     b = json.loads(resumed.with_suffix(".json").read_text())
@@ -61,6 +62,7 @@ def test_non_finite_gradients_skip_the_step(tmp_path):
     assert not torch.isfinite(grad_norm)
     assert_same_tensors(before, trainer.net.state_dict())  # weights untouched by the NaN step
     assert int(trainer.optimizer.state_dict()["state"][0]["step"]) == 1  # Adam's count did not advance
+    assert int(trainer.skipped) == 1
     trainer._train_step(batches[2])
     assert all(torch.isfinite(v).all() for v in trainer.net.state_dict().values())
     assert any(not torch.equal(before[k], v) for k, v in trainer.net.state_dict().items())  # training goes on

@@ -4,7 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from invfussion.training.losses import OBJECTIVES, DiffusionLoss, MMSELoss, TrainingBatch, make_objective
+from invfussion.training.losses import (
+    OBJECTIVES,
+    DiffusionLoss,
+    MMSELoss,
+    TrainingBatch,
+    make_objective,
+)
 
 
 class Recorder(nn.Module):

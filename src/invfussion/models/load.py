@@ -60,7 +60,7 @@ def _read_state(weights: Path, header: dict[str, str], ema: bool) -> dict[str, t
         raise ValueError(f"{weights} is not an invfussion model or checkpoint (format {header.get('format')!r}); pass a file written by invfussion.")
     state = {}
     with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
             if key.startswith(prefix):
                 t = f.get_tensor(key)
                 state[key[len(prefix):]] = t.float() if t.is_floating_point() else t

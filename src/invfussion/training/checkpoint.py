@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 FORMAT = "invfussion-checkpoint/1"
@@ -134,7 +134,7 @@ def read_metadata(weights: Path) -> tuple[dict[str, str], dict[str, Any]]:
     try:
         with safe_open(str(weights), framework="pt") as f:
             header = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
+    except (SafetensorError, OSError) as exc:
         raise ValueError(f"{weights} is not a readable safetensors file ({exc}); it is truncated or corrupt, use another checkpoint.") from None
     sidecar = weights.with_suffix(".json")
     if not sidecar.is_file():
@@ -156,7 +156,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise ValueError(f"{weights} is not an invfussion training checkpoint (format {header.get('format')!r}); pass a file from RUN/{CHECKPOINT_DIR}/.")
     try:
         tensors = load_file(str(weights), device=str(device))
-    except Exception as exc:
+    except (SafetensorError, OSError) as exc:
         raise ValueError(f"{weights} could not be read ({exc}); it is truncated or corrupt, use another checkpoint.") from None
     return tensors, record, weights
 

@@ -22,7 +22,8 @@ import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value ≥ 1.")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}; pass e.g. 2e-4.")
+        if not self.measurement_noise >= 0:
+            raise ValueError(f"measurement_noise must be ≥ 0, got {self.measurement_noise}; pass σ_y such as 0.1.")
         if not 0.0 <= self.label_dropout <= 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}.")
         if self.degradation_weights is not None and (self.degradations is None or len(self.degradation_weights) != len(self.degradations)):
@@ -154,7 +157,7 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
 
 def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Raise ``ValueError`` if ``cfg`` changes a setting that a resumed run must keep."""
-    current = cfg.to_json()
+    current = json.loads(json.dumps(cfg.to_json()))  # tuples → lists, as stored
     for name in sorted(set(saved) | set(current)):
         if name not in RESUMABLE_CHANGES and saved.get(name) != current.get(name):
             raise ValueError(
@@ -170,7 +173,7 @@ class StopRequest:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -181,7 +184,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -215,11 +218,43 @@ class RunLog:
             self.writer.close()
 
 
+class Window:
+    """Mean loss and throughput between two log lines, summed on the device (one sync per read)."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.steps = 0
+        self.clock = time.perf_counter()
+        self.seconds = 0.0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside (a checkpoint, a preview) out of the throughput."""
+        self.seconds += time.perf_counter() - self.clock
+        try:
+            yield
+        finally:
+            self.clock = time.perf_counter()
+
+    def read(self, batch_size: int, ctx: distributed.Context) -> tuple[float, float]:
+        """(mean loss over the window and the ranks, images per second), then start a new window."""
+        mean_loss = float(distributed.mean_over_ranks(self.loss, ctx)) / max(self.steps, 1)
+        seconds = self.seconds + time.perf_counter() - self.clock
+        img_s = self.steps * batch_size / max(seconds, 1e-9)
+        self.loss.zero_()
+        self.steps, self.seconds, self.clock = 0, 0.0, time.perf_counter()
+        return mean_loss, img_s
+
+
 def with_noise(spec: str, noise_std: float) -> str:
     """``spec`` with ``noise=noise_std`` added unless it sets its own noise (or ``noise_std`` is 0)."""
     from ..degradations import parse_spec
 
-    family, params = parse_spec(spec)
+    _, params = parse_spec(spec)
     if noise_std == 0 or "noise" in params:
         return spec
     return f"{spec}{',' if params else ':'}noise={noise_std:g}"
@@ -267,8 +302,9 @@ class Trainer:
         self.mixture = build_mixture(cfg)
         self.step = 0
         self.images_seen = 0
-        self.skipped_steps = 0
-        self.wall_time = 0.0
+        self.skipped = torch.zeros((), device=self.device)  # non-finite steps, counted on device
+        self.wall_time_before = 0.0  # seconds spent by earlier sessions of a resumed run
+        self.started = time.perf_counter()
         self.last_checkpoint: Path | None = None
         self._resume_if_asked()
         augment = data.Augment(cfg.aug_p, cfg.xflip) if (cfg.aug_p > 0 or cfg.xflip) else None
@@ -302,8 +338,14 @@ class Trainer:
         if self.scaler is not None and record.get("grad_scaler"):
             self.scaler.load_state_dict(record["grad_scaler"])
         self.step, self.images_seen = int(record["step"]), int(record["images_seen"])
-        self.skipped_steps, self.wall_time = int(record.get("skipped_steps", 0)), float(record.get("wall_time", 0.0))
+        self.skipped.fill_(int(record.get("skipped_steps", 0)))
+        self.wall_time_before = float(record.get("wall_time", 0.0))
         self.last_checkpoint = path
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds of training so far, over every session of the run."""
+        return self.wall_time_before + time.perf_counter() - self.started
 
     def save(self) -> Path:
         """Write a checkpoint of the current step (rank 0 writes; all ranks return its path)."""
@@ -313,7 +355,7 @@ class Trainer:
             tensors = {**prefixed("net.", self.net.state_dict()), **prefixed("ema.", self.ema.net.state_dict()), **optim_tensors}
             meta = {
                 "train": self.cfg.to_json(), "model": self.net.config, "images_seen": self.images_seen,
-                "skipped_steps": self.skipped_steps, "wall_time": self.wall_time, "optimizer": optim_json,
+                "skipped_steps": int(self.skipped.item()), "wall_time": self.wall_time, "optimizer": optim_json,
                 "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "world_size": self.ctx.world_size, "torch": torch.__version__,
             }
@@ -348,6 +390,7 @@ class Trainer:
             self.optimizer.found_inf = (~torch.isfinite(grad_norm)).float().to(self.device)
             self.optimizer.step()
             del self.optimizer.found_inf
+        self.skipped += (~torch.isfinite(grad_norm)).float()
         self.images_seen += self.cfg.batch_size
         self.ema.update(self.net, self.cfg.batch_size, self.images_seen)
         self.step += 1
@@ -395,39 +438,33 @@ class Trainer:
         )
         log = RunLog(self.run_dir, ctx.is_main, cfg.tensorboard)
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
-        loss_sum = torch.zeros((), device=self.device)
-        skipped = torch.zeros((), device=self.device)
-        window_steps, window_start = 0, time.perf_counter()
+        window = Window(self.device)
         saved_at = -1
+        self.started = time.perf_counter()
         self.model.train()
         try:
             with StopRequest() as stop:
                 for batch in loader:
                     loss, grad_norm = self._train_step(batch.to(self.device, non_blocking=True))
-                    loss_sum += loss
-                    skipped += (~torch.isfinite(grad_norm)).float()
-                    window_steps += 1
+                    window.add(loss)
                     progress.update(1)
                     at_end = self.step == cfg.steps
                     if self.step % cfg.log_every == 0 or at_end:
-                        mean_loss = float(distributed.mean_over_ranks(loss_sum, ctx)) / window_steps
-                        elapsed = time.perf_counter() - window_start
-                        self.wall_time += elapsed
-                        self.skipped_steps += int(skipped.item())
-                        img_s = window_steps * cfg.batch_size / max(elapsed, 1e-9)
-                        progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{img_s:.0f}", skipped=self.skipped_steps)
+                        mean_loss, img_s = window.read(cfg.batch_size, ctx)
+                        skipped = int(self.skipped.item())
+                        progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{img_s:.0f}", skipped=skipped)
                         log.write(self.step, {"loss": mean_loss, "grad_norm": float(grad_norm), "lr": learning_rate(cfg, self.step - 1),
-                                              "img_per_s": img_s, "skipped_steps": self.skipped_steps, "images_seen": self.images_seen})
-                        loss_sum.zero_(); skipped.zero_()
-                        window_steps, window_start = 0, time.perf_counter()
+                                              "img_per_s": img_s, "skipped_steps": skipped, "images_seen": self.images_seen})
                         stopping = distributed.any_rank(stop.requested, ctx)
-                    else:
+                    else:  # under DDP the ranks agree on stopping at log steps only (a collective)
                         stopping = stop.requested and not ctx.distributed
                     if self.step % cfg.checkpoint_every == 0 or at_end or stopping:
-                        self.save()
+                        with window.paused():
+                            self.save()
                         saved_at = self.step
                     if ctx.is_main and self.step % cfg.sample_every == 0:
-                        self.preview()
+                        with window.paused():
+                            self.preview()
                     if stopping:
                         progress.write(f"stopped at step {self.step}; continue with --resume --out {self.run_dir}", file=sys.stderr)
                         break

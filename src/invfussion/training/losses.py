@@ -12,8 +12,8 @@ loss never touches a global generator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -45,8 +45,10 @@ class TrainingBatch:
     aug_labels: Tensor | None
     indices: Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> "TrainingBatch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+    def to(self, device: torch.device, non_blocking: bool = False) -> TrainingBatch:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
         return TrainingBatch(
             images=move(self.images),
             noise=move(self.noise),
