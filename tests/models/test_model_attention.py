@@ -10,6 +10,7 @@ from invfussion.models.attention import (
     AxialRoPE,
     apply_rope,
     attend,
+    compare_attention_backends,
     grid_positions,
     pattern_mask,
 )
@@ -107,3 +108,10 @@ def test_rope_rotates_first_half_only_and_is_relative():
 def test_unknown_attention_kind_is_a_value_error():
     with pytest.raises(ValueError, match="global, neighborhood, shifted-window"):
         AttentionPattern("axial")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention backend runs on CUDA")
+def test_flex_backend_matches_dense_masked_attention_on_cuda():
+    for grid, groups in (((32, 32), 1), ((32, 32), 2), ((16, 16), 2)):
+        diffs = compare_attention_backends("cuda", grid=grid, kernel_size=7, groups=groups)
+        assert diffs["forward"] < 1e-4 and diffs["grad"] < 1e-3, diffs

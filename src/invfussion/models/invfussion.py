@@ -79,8 +79,8 @@ class FeatureDegradationLayer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             stack = tokens_to_stack(z.to(dtype), self.patch, self.channels)  # (B, K, C, H, W)
             measured = torch.cat([y[:, None].to(dtype), op.A(stack)], dim=1)  # (B, K+1, M)
-            mixed = F.gelu(measured.transpose(1, 2) @ self.mix.weight.to(dtype).T).transpose(1, 2)  # (B, K, M)
-            return stack_to_tokens(op.pinv(mixed.contiguous()), self.patch).to(z.dtype)
+            mixed = F.gelu(torch.einsum("kl,blm->bkm", self.mix.weight.to(dtype), measured))  # (B, K, M)
+            return stack_to_tokens(op.pinv(mixed), self.patch).to(z.dtype)
 
 
 class JointAttentionBlock(SelfAttentionBlock):
@@ -109,13 +109,18 @@ class JointAttentionBlock(SelfAttentionBlock):
 
     def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None) -> Tensor:
         xn = self.norm(x, cond)
+        width = x.shape[-1]
+        # One matmul for everything computed from x̃: q, k, v and the x̃ half of the joint keys.
+        w_x = torch.cat([self.qkv.weight, self.joint_k.weight[:, :width]])
+        q, k, v, k_joint = F.linear(xn, w_x).chunk(4, dim=-1)
         if degradation is None or degradation.op is None:
-            y_feat = torch.zeros_like(xn)  # the zero operator: A⁺(GELU(W·0)) = 0, and RMSNorm(0) = 0
+            # the zero operator: FDL = A⁺(GELU(W·0)) = 0 and RMSNorm(0) = 0, so ỹ adds nothing
+            v_joint = torch.zeros_like(v)
         else:
             y_feat = self.norm_joint(self.fdl(x, degradation.op, degradation.y), cond)
-        q, k, v = self.qkv(xn).chunk(3, dim=-1)
-        k_joint = self.joint_k(torch.cat([xn, y_feat], dim=-1))
-        v_joint = self.joint_v(y_feat)
+            w_y = torch.cat([self.joint_k.weight[:, width:], self.joint_v.weight])
+            k_from_y, v_joint = F.linear(y_feat, w_y).chunk(2, dim=-1)
+            k_joint = k_joint + k_from_y
         keys = torch.cat([self.heads(k), self.heads(k_joint)], dim=-2)
         values = torch.cat([self.heads(v), self.heads(v_joint)], dim=-2)
         o = attend(self.qk_embed(self.heads(q), grid), self.qk_embed(keys, grid), values, self.pattern, (grid.h, grid.w))

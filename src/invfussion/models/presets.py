@@ -68,21 +68,21 @@ PRESETS: dict[str, ModelConfig] = {
         img_channels=1, img_resolution=32, patch_size=4, widths=(128, 256), depths=(2, 2),
         attention=("global", "global"), mapping_width=128, mapping_depth=1,
     ),
-    # Authors' FFHQ64 / ImageNet64: ≈375M parameters with the joint branch.
+    # Authors' FFHQ64 / ImageNet64: 375M parameters (305M as Palette), as the authors report.
     "ffhq64": ModelConfig(
         img_channels=3, img_resolution=64, patch_size=2, widths=(384, 768, 1536), depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"), dropout=0.05, mapping_width=768,
+        attention=("neighborhood", "neighborhood", "global"), dropout=0.05,
     ),
     "imagenet64": ModelConfig(
         img_channels=3, img_resolution=64, patch_size=2, widths=(384, 768, 1536), depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"), dropout=0.05, mapping_width=768,
+        attention=("neighborhood", "neighborhood", "global"), dropout=0.05,
         num_classes=1000,
     ),
-    # Authors' FFHQ256: the innermost level (width 1536 < 32²·3) is plain attention.
+    # Authors' FFHQ256: 170M parameters; the innermost level (width 1536 < 32²·3) is plain attention.
     "ffhq256": ModelConfig(
         img_channels=3, img_resolution=256, patch_size=4, widths=(192, 384, 768, 1536), depths=(2, 2, 4, 2),
         attention=("neighborhood", "neighborhood", "neighborhood", "global"), dropout=0.05,
-        mapping_width=768, fdl_levels=(True, True, True, False),
+        fdl_levels=(True, True, True, False),
     ),
 }
 

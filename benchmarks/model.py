@@ -1,0 +1,118 @@
+"""Parameters and training-step time of the denoiser variants (issue 3), quoted in BENCHMARKS.md.
+
+One training step = forward at a random σ (EDM2 log-normal) on a mixed batch of the paper's
+degradations (25% matrix / motion blur / patch in-painting / none), the EDM2 loss with the learned
+log-variance, backward and an Adam update. Operators are drawn once per variant (drawing them is
+the data pipeline's cost, not the network's). The variants are timed interleaved, round-robin, so a
+change in machine load hits all of them alike; the table gives the median of each.
+
+    python benchmarks/model.py                       # CPU: mnist32 × 3 at batch 64, ffhq64 at batch 4
+    python benchmarks/model.py --device cuda --amp bf16 --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+from invfussion import degradations as deg
+from invfussion import models
+
+VARIANTS = [
+    ("mnist32", "invfussion", 64),
+    ("mnist32", "palette", 64),
+    ("mnist32", "unconditional", 64),
+    ("ffhq64", "invfussion", 4),
+]
+
+
+class Variant:
+    def __init__(self, preset: str, conditioning: str, batch: int, device: torch.device, amp: str | None):
+        self.name = f"{preset} {conditioning}"
+        self.batch = batch
+        self.device = device
+        self.amp = amp
+        torch.manual_seed(0)
+        self.net = models.build(preset, conditioning).to(device)
+        self.params = sum(p.numel() for p in self.net.parameters())
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4, betas=(0.9, 0.99))
+        shape = (self.net.img_channels, self.net.img_resolution, self.net.img_resolution)
+        gen = torch.Generator().manual_seed(0)
+        self.x = (torch.rand(batch, *shape, generator=gen) * 2 - 1).to(device)
+        self.op = deg.Mixture.paper().sample(batch, shape, seed=0, device=device)
+        self.y = self.op.measure(self.x, seed=0)
+        self.times: list[float] = []
+
+    def step(self) -> float:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        sigma = (torch.randn(self.batch, device=self.device) * 1.6 - 0.8).exp()
+        noisy = self.x + sigma[:, None, None, None] * torch.randn_like(self.x)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "", torch.float32)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp is not None):
+            denoised, logvar = self.net(noisy, sigma, self.op, self.y, return_logvar=True)
+        weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+        loss = (weight / logvar.exp() * (denoised - self.x).square().mean((1, 2, 3)) + logvar).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        sync()
+        return time.perf_counter() - start
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast dtype (default: float32)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--skip-ffhq64", action="store_true", help="only the mnist32 variants")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    chosen = [v for v in VARIANTS if not (args.skip_ffhq64 and v[0] == "ffhq64")]
+    variants = [Variant(p, c, b, device, args.amp) for p, c, b in chosen]
+    load_before = os.getloadavg()[0]
+    for round_ in range(args.rounds + 1):
+        for v in variants:
+            elapsed = v.step()
+            if round_:  # round 0 warms up
+                v.times.append(elapsed)
+    load_after = os.getloadavg()[0]
+
+    print(f"machine: {machine(device)}; torch {torch.__version__}; commit {commit()}; "
+          f"amp {args.amp or 'fp32'}; {args.rounds} interleaved rounds; "
+          f"load average {load_before:.1f} → {load_after:.1f}\n")
+    print("| model | batch | parameters | median step (ms) | images/s |")
+    print("|---|---:|---:|---:|---:|")
+    medians = {}
+    for v in variants:
+        med = statistics.median(v.times)
+        medians[v.name] = med
+        print(f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {med * 1e3:.0f} | {v.batch / med:.0f} |")
+    ratio = medians["mnist32 invfussion"] / medians["mnist32 palette"]
+    print(f"\nmnist32 InvFussion / Palette step time: {ratio:.2f}× (target ≤ 1.35×)")
+
+
+if __name__ == "__main__":
+    main()
