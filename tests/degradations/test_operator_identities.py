@@ -114,7 +114,7 @@ def test_stack_equals_loop_over_k(spec, shape, seed, k):
 
 @cases
 @families
-@PROPERTY
+@settings(PROPERTY, max_examples=2)
 @given(seed=seeds, i=st.integers(0, 7))
 def test_example_independent_of_batch(spec, shape, seed, i):
     """Example i is the same operator at batch 1 (by index), 8 and 16 (up to measurement padding).

@@ -1,12 +1,15 @@
 """Random matrix operators (paper App. A.2.3): Gaussian rows of unit norm, zero-padded.
 
 Example ``b`` has ``m_b`` active rows (the rest of its ``M`` rows are zero and masked out).
-The pseudo-inverse is precomputed in float64 at construction in the factored form
-``A⁺ = Aᵀ (A Aᵀ)⁺``: only the small ``(M, M)`` matrix ``G = (A Aᵀ)⁺`` is stored next to ``A``,
-which halves memory and costs the same as a dense ``A⁺`` product.
+The operator is the float32-stored matrix. Its pseudo-inverse is precomputed in float64 at
+construction in the factored form ``A⁺ = Aᵀ (A Aᵀ)⁺``: only the small ``(M, M)`` matrix
+``G = (A Aᵀ)⁺`` is stored next to ``A`` (in float32 and float64), which halves memory against a
+dense ``A⁺`` and costs the same to apply.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -17,13 +20,18 @@ from .spec import Param
 MAX_ROWS = 128
 
 
-def gram_pinv(gram: Tensor) -> Tensor:
-    """``(..., m, m)`` symmetric PSD → its pseudo-inverse: a Cholesky inverse when the Gram
-    matrix is positive definite (Gaussian rows, the usual case), else an eigendecomposition."""
-    factor, info = torch.linalg.cholesky_ex(gram)
+def gram_pinv(gram: Tensor, rows: Tensor) -> Tensor:
+    """Pseudo-inverses of Gram matrices ``gram: (B, M, M)`` whose rows/columns outside ``rows``
+    ``(B, M)`` are zero padding: a batched Cholesky inverse with the padding set to identity (and
+    zeroed again after), falling back to an eigendecomposition if a Gram matrix is singular."""
+    padding = torch.diag_embed((~rows).to(gram.dtype))
+    factor, info = torch.linalg.cholesky_ex(gram + padding)
     if bool((info == 0).all()):
-        return torch.cholesky_inverse(factor)
-    return torch.linalg.pinv(gram, hermitian=True)
+        inverse = torch.cholesky_inverse(factor)
+    else:
+        inverse = torch.linalg.pinv(gram, hermitian=True)
+    keep = rows.to(gram.dtype)
+    return inverse * keep[:, :, None] * keep[:, None, :]
 
 
 class MatrixOperator(Operator):
@@ -31,38 +39,43 @@ class MatrixOperator(Operator):
 
     Args:
         image_shape: ``(C, H, W)``.
-        matrices: one ``(m_b, C·H·W)`` float64 matrix per example, ``1 <= m_b <= M``.
+        matrices: ``batch`` matrices ``(m_b, C·H·W)``, ``1 <= m_b <= M``, stored in float32 and
+            consumed one at a time (an iterator keeps only one in memory besides the batch).
+        batch: ``B``.
         measurement_size: ``M``.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], matrices: list[Tensor], measurement_size: int):
-        B, M = len(matrices), measurement_size
+    def __init__(
+        self, image_shape: tuple[int, int, int], matrices: Iterable[Tensor], batch: int, measurement_size: int
+    ):
+        B, M = batch, measurement_size
         n = image_shape[0] * image_shape[1] * image_shape[2]
         super().__init__(image_shape, M, torch.zeros(B))
         self.matrix32 = torch.zeros(B, M, n)
-        self.gram32 = torch.zeros(B, M, M)
         self.rows = torch.zeros(B, M, dtype=torch.bool)
-        for b, matrix in enumerate(matrices):  # one example at a time: float64 copies stay small
+        gram = torch.zeros(B, M, M, dtype=torch.float64)
+        for b, matrix in enumerate(matrices):
             m = matrix.shape[0]
             if matrix.shape[1] != n or not 1 <= m <= M:
                 raise ValueError(f"matrix operator {b} must have 1..{M} rows of length {n}, got {tuple(matrix.shape)}.")
-            gram = matrix @ matrix.mT  # finite with a positive diagonal iff the matrix is finite without zero rows
-            if not bool(torch.isfinite(gram).all()) or not bool((gram.diagonal() > 0).all()):
-                raise ValueError(f"matrix operator {b} must be finite with no all-zero row.")
             self.matrix32[b, :m] = matrix
-            self.gram32[b, :m, :m] = gram_pinv(gram)
+            stored = self.matrix32[b, :m].to(torch.float64)  # the operator is the float32-stored matrix
+            gram[b, :m, :m] = stored @ stored.mT
             self.rows[b, :m] = True
-        # Float64 inputs use the float32-stored matrix upcast, with its Gram pseudo-inverse
-        # computed on first use (keeping float64 copies from the start would double the memory).
-        self.matrix64: Tensor | None = None
-        self.gram64: Tensor | None = None
+        if b != B - 1:
+            raise ValueError(f"matrix operator expected {B} matrices, got {b + 1}.")
+        # Finite with a positive diagonal iff every matrix is finite and has no all-zero row.
+        if not bool(torch.isfinite(gram).all()) or not bool((gram.diagonal(dim1=1, dim2=2) > 0)[self.rows].all()):
+            raise ValueError("matrix operators must be finite with no all-zero row.")
+        self.gram64 = gram_pinv(gram, self.rows)
+        self.gram32 = self.gram64.to(torch.float32)
+        self.matrix64: Tensor | None = None  # float64 copy of matrix32, made on first float64 call
 
     def _factors(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         if dtype != torch.float64:
             return self.matrix32, self.gram32
         if self.matrix64 is None:
             self.matrix64 = self.matrix32.to(torch.float64)
-            self.gram64 = gram_pinv(self.matrix64 @ self.matrix64.mT)
         return self.matrix64, self.gram64
 
     def _apply(self, x: Tensor) -> Tensor:
@@ -102,9 +115,9 @@ class RandomMatrix:
             max_rows = rows if rows is not None else min(MAX_ROWS, n)
         if rows is not None and rows > max_rows:
             raise ValueError(f"matrix: rows={rows} exceeds max_rows={max_rows}; use rows <= max_rows.")
-        matrices = []
-        for g in generators:
+        def draw(g: torch.Generator) -> Tensor:
             active = rows if rows is not None else int(torch.randint(1, max_rows + 1, (), generator=g))
-            gauss = torch.randn(active, n, generator=g, dtype=torch.float64)
-            matrices.append(gauss / gauss.norm(dim=1, keepdim=True))
-        return MatrixOperator(image_shape, matrices, max_rows)
+            gauss = torch.randn(active, n, generator=g)
+            return gauss / gauss.norm(dim=1, keepdim=True)
+
+        return MatrixOperator(image_shape, map(draw, generators), len(generators), max_rows)
