@@ -298,7 +298,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8, fused=True)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, cfg.mmse_sigma)
+        self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma)
         self.mixture = build_mixture(cfg)
         self.step = 0
         self.images_seen = 0

@@ -119,16 +119,17 @@ class MMSELoss:
 
 Objective = Callable[[nn.Module, TrainingBatch], Tensor]
 
-# name -> factory taking the TrainConfig's loss options. Issue 6 adds "nppc" here.
+# name -> factory taking the loss options. Issue 6 adds "nppc" here.
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "diffusion": lambda p_mean=-0.8, p_std=1.6, mmse_sigma=100.0: DiffusionLoss(p_mean, p_std),
-    "mmse": lambda p_mean=-0.8, p_std=1.6, mmse_sigma=100.0: MMSELoss(mmse_sigma),
+    "diffusion": lambda p_mean, p_std, sigma_data, mmse_sigma: DiffusionLoss(p_mean, p_std, sigma_data),
+    "mmse": lambda p_mean, p_std, sigma_data, mmse_sigma: MMSELoss(mmse_sigma),
 }
 
 
-def make_objective(name: str, p_mean: float = -0.8, p_std: float = 1.6, mmse_sigma: float = 100.0) -> Objective:
-    """The objective called ``name`` (one of ``OBJECTIVES``)."""
+def make_objective(
+    name: str, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5, mmse_sigma: float = 100.0
+) -> Objective:
+    """The objective called ``name`` (one of ``OBJECTIVES``); ``sigma_data`` must be the network's."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; pass one of {', '.join(sorted(OBJECTIVES))}.")
-    return OBJECTIVES[name](p_mean=p_mean, p_std=p_std, mmse_sigma=mmse_sigma)
-
+    return OBJECTIVES[name](p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, mmse_sigma=mmse_sigma)
