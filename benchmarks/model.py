@@ -8,6 +8,10 @@ change in machine load hits all of them alike; the table gives the median of eac
 
     python benchmarks/model.py                       # CPU: mnist32 × 3 at batch 64, ffhq64 × 2 at batch 4
     python benchmarks/model.py --device cuda --amp bf16 --rounds 20
+    python benchmarks/model.py --threads 1 --clock process   # on a shared, loaded CPU machine
+
+``--clock process`` times CPU seconds used by this process (with one thread: the wall time the
+step would take on an idle core), which other processes' load does not inflate.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ VARIANTS = [
 
 
 class Variant:
-    def __init__(self, preset: str, conditioning: str, batch: int, device: torch.device, amp: str | None):
+    def __init__(self, preset: str, conditioning: str, batch: int, device: torch.device, amp: str | None, clock):
         self.name = f"{preset} {conditioning}"
         self.batch = batch
         self.device = device
         self.amp = amp
+        self.clock = clock
         torch.manual_seed(0)
         self.net = models.build(preset, conditioning).to(device)
         self.params = sum(p.numel() for p in self.net.parameters())
@@ -53,7 +58,7 @@ class Variant:
     def step(self) -> float:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         sync()
-        start = time.perf_counter()
+        start = self.clock()
         sigma = (torch.randn(self.batch, device=self.device) * 1.6 - 0.8).exp()
         noisy = self.x + sigma[:, None, None, None] * torch.randn_like(self.x)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "", torch.float32)
@@ -65,7 +70,7 @@ class Variant:
         loss.backward()
         self.opt.step()
         sync()
-        return time.perf_counter() - start
+        return self.clock() - start
 
 
 def machine(device: torch.device) -> str:
@@ -88,11 +93,17 @@ def main() -> None:
     parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast dtype (default: float32)")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
     parser.add_argument("--skip-ffhq64", action="store_true", help="only the mnist32 variants")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
+                        help="wall time, or CPU time of this process (robust to other load with --threads 1)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     chosen = [v for v in VARIANTS if not (args.skip_ffhq64 and v[0] == "ffhq64")]
-    variants = [Variant(p, c, b, device, args.amp) for p, c, b in chosen]
+    variants = [Variant(p, c, b, device, args.amp, clock) for p, c, b in chosen]
     load_before = os.getloadavg()[0]
     for round_ in range(args.rounds + 1):
         for v in variants:
@@ -102,7 +113,7 @@ def main() -> None:
     load_after = os.getloadavg()[0]
 
     print(f"machine: {machine(device)}; torch {torch.__version__}; commit {commit()}; "
-          f"amp {args.amp or 'fp32'}; {args.rounds} interleaved rounds; "
+          f"amp {args.amp or 'fp32'}; {args.clock} clock; {args.rounds} interleaved rounds; "
           f"load average {load_before:.1f} → {load_after:.1f}\n")
     print("| model | batch | parameters | median step (ms) | images/s |")
     print("|---|---:|---:|---:|---:|")

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AttentionPattern, AxialRoPE, apply_rope, attend, grid_positions, scale_for_cosine_sim
+
+if TYPE_CHECKING:
+    from .invfussion import Degradation
 
 
 def zero_init(layer: nn.Linear) -> nn.Linear:
@@ -96,11 +100,10 @@ class FeedForwardBlock(nn.Module):
 
 @dataclass
 class TokenGrid:
-    """Per-level geometry handed to every block: grid size, patch size in pixels, RoPE angles."""
+    """Per-level geometry handed to every block: token grid size and RoPE angles ``(h·w, d_head/4)``."""
 
     h: int
     w: int
-    patch_size: int
     cos: Tensor
     sin: Tensor
 
@@ -133,7 +136,7 @@ class SelfAttentionBlock(nn.Module):
     def merge_heads(self, o: Tensor, x: Tensor) -> Tensor:
         return o.transpose(1, 2).reshape(x.shape)
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation=None) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
         xn = self.norm(x, cond)
         q, k, v = self.qkv(xn).chunk(3, dim=-1)
         q, k = self.qk_embed(self.heads(q), grid), self.qk_embed(self.heads(k), grid)
@@ -147,7 +150,7 @@ class TransformerLayer(nn.Module):
         self.attention = attention
         self.ff = ff
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation=None) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
         return self.ff(self.attention(x, cond, grid, degradation), cond)
 
 
@@ -156,7 +159,7 @@ class Level(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation=None) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
         for layer in self.layers:
             x = layer(x, cond, grid, degradation)
         return x
@@ -248,8 +251,10 @@ class MappingNetwork(nn.Module):
 class HDiT(nn.Module):
     """The backbone ``F``: ``(B, in_channels, H, W)`` → ``(B, out_channels, H, W)``.
 
-    ``layer_factory(level, width, d_ff, patch_size, pattern, index)`` builds each transformer
-    layer, so the InvFussion variant swaps in joint-attention blocks without a second code path.
+    ``layer_factory(level, width, d_ff, pattern, index)`` builds the ``index``-th transformer layer
+    of a level's stack, so the InvFussion variant swaps in joint-attention blocks without a second
+    code path. ``degradation`` (an :class:`~invfussion.models.invfussion.Degradation` or ``None``)
+    reaches every block; plain blocks ignore it.
     """
 
     def __init__(
@@ -267,26 +272,25 @@ class HDiT(nn.Module):
     ):
         super().__init__()
         self.patch_size = patch_size
-        self.patterns = patterns
         self.mapping = mapping
         self.patch_in = nn.Linear(patch_size * patch_size * in_channels, widths[0], bias=False)
         n = len(widths)
 
-        def level(i: int, stage: str) -> Level:
-            return Level([layer_factory(i, widths[i], d_ffs[i], patterns[i], stage, j) for j in range(depths[i])])
+        def level(i: int) -> Level:
+            return Level([layer_factory(i, widths[i], d_ffs[i], patterns[i], j) for j in range(depths[i])])
 
-        self.down_levels = nn.ModuleList(level(i, "down") for i in range(n - 1))
-        self.mid_level = level(n - 1, "mid")
-        self.up_levels = nn.ModuleList(level(i, "up") for i in range(n - 1))
+        self.down_levels = nn.ModuleList(level(i) for i in range(n - 1))
+        self.mid_level = level(n - 1)
+        self.up_levels = nn.ModuleList(level(i) for i in range(n - 1))
         self.merges = nn.ModuleList(TokenMerge(widths[i], widths[i + 1]) for i in range(n - 1))
         self.splits = nn.ModuleList(TokenSplit(widths[i + 1], widths[i]) for i in range(n - 1))
         self.out_norm = RMSNorm(widths[0])
         self.patch_out = zero_init(nn.Linear(widths[0], patch_size * patch_size * out_channels, bias=False))
         self.rope = AxialRoPE(d_head)
 
-    def _grid(self, h: int, w: int, level: int, device: torch.device) -> TokenGrid:
+    def _grid(self, h: int, w: int, device: torch.device) -> TokenGrid:
         cos, sin = self.rope(grid_positions(h, w, device))
-        return TokenGrid(h, w, self.patch_size * 2**level, cos, sin)
+        return TokenGrid(h, w, cos, sin)
 
     def forward(
         self,
@@ -294,19 +298,19 @@ class HDiT(nn.Module):
         c_noise: Tensor,
         class_labels: Tensor | None = None,
         aug_labels: Tensor | None = None,
-        degradation=None,
+        degradation: "Degradation | None" = None,
     ) -> Tensor:
         cond = self.mapping(c_noise, class_labels, aug_labels)
         tokens = self.patch_in(patchify(x, self.patch_size).to(self.patch_in.weight.dtype))
         h, w = tokens.shape[1:3]
         skips = []
         for i, (down, merge) in enumerate(zip(self.down_levels, self.merges)):
-            grid = self._grid(h >> i, w >> i, i, x.device)
+            grid = self._grid(h >> i, w >> i, x.device)
             tokens = down(tokens, cond, grid, degradation)
             skips.append((tokens, grid))
             tokens = merge(tokens)
         n = len(self.down_levels)
-        tokens = self.mid_level(tokens, cond, self._grid(h >> n, w >> n, n, x.device), degradation)
+        tokens = self.mid_level(tokens, cond, self._grid(h >> n, w >> n, x.device), degradation)
         for up, split, (skip, grid) in reversed(list(zip(self.up_levels, self.splits, skips))):
             tokens = up(split(tokens, skip), cond, grid, degradation)
         return unpatchify(self.patch_out(self.out_norm(tokens)), self.patch_size)

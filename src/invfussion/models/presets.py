@@ -141,7 +141,7 @@ def _layer_factory(cfg: ModelConfig, conditioning: str):
             use = False
         joint.append(use)
 
-    def make(level: int, width: int, d_ff: int, pattern: AttentionPattern, stage: str, index: int) -> TransformerLayer:
+    def make(level: int, width: int, d_ff: int, pattern: AttentionPattern, index: int) -> TransformerLayer:
         if pattern.kind == "shifted-window" and index % 2:
             pattern = dataclasses.replace(pattern, shift=pattern.window_size // 2)
         if joint[level]:
