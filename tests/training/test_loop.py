@@ -43,9 +43,12 @@ def test_existing_run_needs_resume_and_same_settings(tmp_path):
         train(tiny_config(tmp_path, steps=10, batch_size=4, resume=True))
 
 
-@pytest.mark.parametrize("conditioning,objective", [("unconditional", "diffusion"), ("palette", "mmse")])
-def test_other_conditionings_and_objectives_train(tmp_path, conditioning, objective):
-    final = train(tiny_config(tmp_path, steps=4, conditioning=conditioning, objective=objective,
+@pytest.mark.parametrize("conditioning,objective,classes", [
+    ("unconditional", "diffusion", 0), ("palette", "mmse", 0), ("invfussion", "diffusion", 10),
+])
+def test_other_conditionings_and_objectives_train(tmp_path, conditioning, objective, classes):
+    overrides = {**tiny_config(tmp_path).overrides, "num_classes": classes}
+    final = train(tiny_config(tmp_path, steps=4, conditioning=conditioning, objective=objective, overrides=overrides,
                               sample_every=4, sample_steps=2, checkpoint_every=4))
     assert final.is_file() and (tmp_path / "samples" / "step-0000004.png").is_file()
 
