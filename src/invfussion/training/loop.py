@@ -48,7 +48,6 @@ from .ema import EMA
 from .grid import save_image_grid
 from .losses import OBJECTIVES, TrainingBatch, make_objective
 
-CONDITIONINGS = ("invfussion", "palette", "unconditional")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
@@ -108,6 +107,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
+        from ..models import CONDITIONINGS
+
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; pass one of {', '.join(CONDITIONINGS)}.")
         if self.objective not in OBJECTIVES:
