@@ -435,7 +435,7 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             self.batches, sampler=range(self.step, cfg.steps), batch_size=None, num_workers=workers,
             pin_memory=False, generator=torch.Generator().manual_seed(cfg.seed),
-            prefetch_factor=4 if workers else None, persistent_workers=False,
+            prefetch_factor=2 if workers else None, persistent_workers=False,
         )
         log = RunLog(self.run_dir, ctx.is_main, cfg.tensorboard)
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
