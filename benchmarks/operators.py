@@ -2,7 +2,7 @@
 
 For each family and image size: one operator batch of B examples, then ``op.A`` on a
 ``(B, K, C, H, W)`` float32 stack followed by ``op.pinv`` on the result, repeated; the table
-gives the median time per example (total / B) and the time to build the batch. Families are
+gives the median and the fastest time per example (total / B) and the time to build the batch. Families are
 timed round-robin so that a change in machine load hits all of them alike.
 
     python benchmarks/operators.py                   # B=64, K=8, 3×32×32 and 3×64×64, CPU
@@ -44,13 +44,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backward", action="store_true", help="also time the backward pass")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"commit {commit or '?'}, torch {torch.__version__}, device {args.device}, "
           f"{torch.get_num_threads()} threads, B={args.batch}, K={args.stack}, "
-          f"{'forward+backward' if args.backward else 'forward'}; median of {args.rounds} rounds")
-    print(f"{'family':<16}{'image':>10}{'M':>8}{'build s':>10}{'ms/example':>12}")
+          f"{'forward+backward' if args.backward else 'forward'}; {args.rounds} rounds")
+    print(f"{'family':<16}{'image':>10}{'M':>8}{'build s':>9}{'median ms/ex':>14}{'min ms/ex':>11}")
     for size in args.sizes:
         shape = (args.channels, size, size)
         ops, build_s = {}, {}
@@ -70,9 +73,9 @@ def main() -> None:
                 sync(args.device)
                 times[spec].append(time.perf_counter() - start)
         for spec, op in ops.items():
-            per_example = statistics.median(times[spec][1:]) / args.batch * 1e3
+            median, best = (f(times[spec][1:]) / args.batch * 1e3 for f in (statistics.median, min))
             image = "×".join(map(str, shape))
-            print(f"{spec:<16}{image:>10}{op.measurement_size:>8}{build_s[spec]:>10.2f}{per_example:>12.3f}")
+            print(f"{spec:<16}{image:>10}{op.measurement_size:>8}{build_s[spec]:>9.2f}{median:>14.3f}{best:>11.3f}")
 
 
 if __name__ == "__main__":

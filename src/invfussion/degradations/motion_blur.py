@@ -105,8 +105,10 @@ class StridedConvolution(Operator):
         _, H, W = self.image_shape
         s = self.stride
         spectrum, _ = self._spectrum(x.dtype)
-        blurred = torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=(H, W))
-        return blurred[..., ::s, ::s].flatten(2)
+        blurred = torch.fft.rfft2(x) * spectrum  # (B, K, C, H, W/2+1)
+        rows = blurred.unflatten(-2, (s, H // s)).sum(-3) / s  # striding rows = folding their spectrum
+        rows = torch.fft.ifft(rows, dim=-2)  # (B, K, C, H/s, W/2+1): rows in space, columns in frequency
+        return torch.fft.irfft(rows, n=W, dim=-1)[..., ::s].flatten(2)
 
     def _pinv(self, y: Tensor) -> Tensor:
         C, H, W = self.image_shape

@@ -25,8 +25,7 @@ class AveragePool(Operator):
         self.factor = factor
 
     def _apply(self, x: Tensor) -> Tensor:
-        B, K = x.shape[:2]
-        return F.avg_pool2d(x.flatten(0, 2).unsqueeze(1), self.factor).reshape(B, K, -1)
+        return F.avg_pool2d(x.flatten(0, 1), self.factor).reshape(*x.shape[:2], -1)
 
     def _pinv(self, y: Tensor) -> Tensor:
         C, H, W = self.image_shape
