@@ -90,7 +90,7 @@ def main() -> None:
         "feature_dim": FEATURE_DIM,
         "input": "(N, 1, 32, 32) in [-1, 1]",
         "train_split": "embedded MNIST train (4,500 digits, 450 per class)",
-        "test_accuracy": test_accuracy,
+        "test_accuracy": round(test_accuracy, 4),
         "test_split": "embedded MNIST test (500 digits, 50 per class)",
         "epochs": args.epochs,
         "batch_size": args.batch_size,
