@@ -153,6 +153,8 @@ def test_bad_arguments_name_the_allowed_values():
     net = small()
     with pytest.raises(ValueError, match=r"\(B, 1, 32, 32\)"):
         net(torch.zeros(2, 3, 32, 32), 1.0)
+    with pytest.raises(ValueError, match=r"aug_labels must have shape \(B, 9\)"):
+        net(torch.zeros(2, 1, 32, 32), 1.0, aug_labels=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="op and y together"):
         net(torch.zeros(2, 1, 32, 32), 1.0, op=deg.from_spec("none", (1, 32, 32), batch=2, seed=0))
 

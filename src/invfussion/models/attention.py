@@ -108,7 +108,7 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
         _flex_cache[key] = create_block_mask(mask_mod, None, None, n, length, device=q.device)
     if "compiled" not in _flex_cache:
-        _flex_cache["compiled"] = torch.compile(flex_attention, dynamic=False)
+        _flex_cache["compiled"] = torch.compile(flex_attention)  # batch size becomes dynamic on change
     with torch.autocast(q.device.type, enabled=False):  # one compiled kernel per shape and dtype
         return _flex_cache["compiled"](q, k, v, block_mask=_flex_cache[key], scale=1.0)
 

@@ -54,12 +54,18 @@ class Denoiser(nn.Module):
         self.logvar_features = FourierFeatures(1, logvar_channels, seed=1)
         self.logvar_linear = zero_init(nn.Linear(logvar_channels, 1, bias=False))
 
-    def _check(self, x: Tensor, op, y: Tensor | None, class_labels: Tensor | None) -> None:
+    def _check(self, x: Tensor, op, y: Tensor | None, class_labels: Tensor | None, aug_labels: Tensor | None) -> None:
         c, r = self.img_channels, self.img_resolution
         if x.dim() != 4 or x.shape[1:] != (c, r, r):
             raise ValueError(f"expected images of shape (B, {c}, {r}, {r}), got {tuple(x.shape)}; resize or pick another model.")
         if self.conditioning != "unconditional" and (op is None) != (y is None):
             raise ValueError("pass op and y together (y = op.measure(x)), or neither for the zero operator.")
+        aug_dim = self.backbone.mapping.augment_dim
+        if aug_labels is not None and tuple(aug_labels.shape) != (x.shape[0], aug_dim):
+            raise ValueError(
+                f"aug_labels must have shape (B, {aug_dim}), got {tuple(aug_labels.shape)}; "
+                "pass the augmentation pipeline's labels or None."
+            )
         if class_labels is not None:
             if not self.num_classes:
                 raise ValueError("this model has no classes; call it without class_labels.")
@@ -93,7 +99,7 @@ class Denoiser(nn.Module):
         Returns:
             ``x̂₀: (B, C, H, W)`` in ``x_noisy``'s dtype, followed by ``w`` and/or ``logvar`` if asked.
         """
-        self._check(x_noisy, op, y, class_labels)
+        self._check(x_noisy, op, y, class_labels, aug_labels)
         if return_pcs and not self.pcs:
             raise ValueError("this model has no principal-component head; build it with pcs > 0.")
         x = x_noisy.to(torch.float32)
