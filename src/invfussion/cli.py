@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-dropout", type=float, default=0.1)
     p.add_argument("--amp", default="auto", help="auto, bf16, fp16 or none")
     p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: auto)")
     p.add_argument("--model-overrides", default=None, metavar="JSON", help='e.g. \'{"depths": [1, 1]}\'')
     p.set_defaults(run=_train)
 

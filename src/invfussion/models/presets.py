@@ -47,7 +47,7 @@ class ModelConfig:
     depths: tuple[int, ...]
     attention: tuple[str, ...]
     num_classes: int = 0
-    augment_dim: int = 9
+    augment_dim: int = 7  # = invfussion.data.Augment.label_dim
     d_ff: tuple[int, ...] | None = None
     kernel_size: int = 7
     window_size: int = 8
@@ -183,8 +183,9 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         mapping=mapping,
         layer_factory=_layer_factory(cfg, conditioning),
     )
+    # Every resolved field, so that a saved model rebuilds even if the preset's defaults change.
     config = {"preset": preset, "conditioning": conditioning}
-    config.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
+    config.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()})
     return Denoiser(
         backbone, conditioning, c, cfg.img_resolution, cfg.num_classes, cfg.pcs,
         cfg.sigma_data, cfg.logvar_channels, config,

