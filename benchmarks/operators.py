@@ -44,15 +44,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backward", action="store_true", help="also time the backward pass")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"commit {commit or '?'}, torch {torch.__version__}, device {args.device}, "
-          f"{torch.get_num_threads()} threads, B={args.batch}, K={args.stack}, "
-          f"{'forward+backward' if args.backward else 'forward'}; {args.rounds} rounds")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(
+        f"commit {commit or '?'}, torch {torch.__version__}, device {args.device}, "
+        f"{torch.get_num_threads()} threads, B={args.batch}, K={args.stack}, "
+        f"{'forward+backward' if args.backward else 'forward'}; {args.rounds} rounds"
+    )
     print(f"{'family':<16}{'image':>10}{'M':>8}{'build s':>9}{'median ms/ex':>14}{'min ms/ex':>11}")
     for size in args.sizes:
         shape = (args.channels, size, size)
@@ -61,7 +67,9 @@ def main() -> None:
             start = time.perf_counter()
             ops[spec] = build(spec, shape, args.batch, args.device)
             build_s[spec] = time.perf_counter() - start
-        x = torch.randn(args.batch, args.stack, *shape, device=args.device, requires_grad=args.backward)
+        x = torch.randn(
+            args.batch, args.stack, *shape, device=args.device, requires_grad=args.backward
+        )
         times: dict[str, list[float]] = {spec: [] for spec in SPECS}
         for _ in range(args.rounds + 1):  # the first round warms up
             for spec, op in ops.items():
@@ -75,7 +83,9 @@ def main() -> None:
         for spec, op in ops.items():
             median, best = (f(times[spec][1:]) / args.batch * 1e3 for f in (statistics.median, min))
             image = "×".join(map(str, shape))
-            print(f"{spec:<16}{image:>10}{op.measurement_size:>8}{build_s[spec]:>9.2f}{median:>14.3f}{best:>11.3f}")
+            print(
+                f"{spec:<16}{image:>10}{op.measurement_size:>8}{build_s[spec]:>9.2f}{median:>14.3f}{best:>11.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ seeds = st.integers(0, 2**31 - 1)
 
 
 @functools.lru_cache(maxsize=64)
-def build(spec: str, shape: tuple[int, int, int], seed: int, batch: int = 4, indices: tuple | None = None):
+def build(
+    spec: str, shape: tuple[int, int, int], seed: int, batch: int = 4, indices: tuple | None = None
+):
     if spec == "mixture":
         return deg.PAPER_MIXTURE.sample(batch, shape, seed=seed, indices=indices)
     return deg.from_spec(spec, shape, batch=batch, seed=seed, indices=indices)
@@ -122,7 +124,11 @@ def test_example_independent_of_batch(spec, shape, seed, i):
     Compared in float64 so that rounding (amplified by A⁺ up to 1e4 for motion blur) cannot hide
     a different operator."""
     x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    ops = [build(spec, shape, seed, batch=16), build(spec, shape, seed, batch=8), build(spec, shape, seed, 1, (i,))]
+    ops = [
+        build(spec, shape, seed, batch=16),
+        build(spec, shape, seed, batch=8),
+        build(spec, shape, seed, 1, (i,)),
+    ]
     rows = [0 if op.batch_size == 1 else i for op in ops]
     images, measurements = [], []
     for op, row in zip(ops, rows):

@@ -28,8 +28,12 @@ def test_motion_blur_is_strided_circular_convolution(seed, stride):
     x = torch.randn(2, C, H, W, dtype=torch.float64)
     for b in range(2):
         kernel = torch.fft.irfft2(op.spectrum64[b, 0, 0], s=(H, W))
-        assert torch.isfinite(kernel).all() and torch.isclose(kernel.sum(), torch.tensor(1.0, dtype=torch.float64))
-        blurred = sum(kernel[p, q] * torch.roll(x[b], (p, q), (1, 2)) for p in range(H) for q in range(W))
+        assert torch.isfinite(kernel).all() and torch.isclose(
+            kernel.sum(), torch.tensor(1.0, dtype=torch.float64)
+        )
+        blurred = sum(
+            kernel[p, q] * torch.roll(x[b], (p, q), (1, 2)) for p in range(H) for q in range(W)
+        )
         torch.testing.assert_close(op.A(x)[b], blurred[:, ::stride, ::stride].flatten())
 
 
@@ -47,10 +51,18 @@ def test_pinv_equals_dense_pseudo_inverse(spec):
 def test_sr_is_block_mean():
     op = deg.from_spec("sr:factor=4", (2, 16, 16), batch=1)
     x = torch.randn(1, 2, 16, 16, dtype=torch.float64)
-    blocks = torch.stack([
-        torch.stack([x[0, c, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4].mean() for i in range(4) for j in range(4)])
-        for c in range(2)
-    ])
+    blocks = torch.stack(
+        [
+            torch.stack(
+                [
+                    x[0, c, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4].mean()
+                    for i in range(4)
+                    for j in range(4)
+                ]
+            )
+            for c in range(2)
+        ]
+    )
     torch.testing.assert_close(op.A(x)[0], blocks.flatten())
 
 
@@ -60,7 +72,9 @@ def test_matrix_rows_have_unit_norm_and_padding_is_zero():
         matrix = dense(op, b)
         norms = matrix.norm(dim=1)
         mask = op.measurement_mask()[b]
-        torch.testing.assert_close(norms[mask], torch.ones(int(mask.sum()), dtype=torch.float64), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            norms[mask], torch.ones(int(mask.sum()), dtype=torch.float64), rtol=1e-6, atol=1e-6
+        )
         assert (norms[~mask] == 0).all()
 
 

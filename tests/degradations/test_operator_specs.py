@@ -16,9 +16,20 @@ SHAPES = [(1, 32, 32), (3, 64, 64)]
 
 
 def test_parse_spec():
-    assert deg.parse_spec("inpaint-patches:size=4, keep=0.1") == ("inpaint-patches", {"size": "4", "keep": "0.1"})
+    assert deg.parse_spec("inpaint-patches:size=4, keep=0.1") == (
+        "inpaint-patches",
+        {"size": "4", "keep": "0.1"},
+    )
     assert deg.parse_spec("none") == ("none", {})
-    assert set(deg.FAMILIES) >= {"inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none"}
+    assert set(deg.FAMILIES) >= {
+        "inpaint-patches",
+        "outpaint-box",
+        "inpaint-box",
+        "motion-blur",
+        "matrix",
+        "sr",
+        "none",
+    }
 
 
 BAD_SPECS = [
@@ -53,7 +64,9 @@ def test_bad_spec_raises_one_clear_value_error(spec, message):
 
 
 def test_stride_not_dividing_the_image():
-    with pytest.raises(ValueError, match=r"stride=8 does not divide the image size 36×36; use one of 2, 4\."):
+    with pytest.raises(
+        ValueError, match=r"stride=8 does not divide the image size 36×36; use one of 2, 4\."
+    ):
         deg.from_spec("motion-blur:stride=8", (1, 36, 36))
     with pytest.raises(ValueError, match="divisible by 2, 4 or 8"):
         deg.from_spec("motion-blur", (1, 33, 33))
@@ -62,10 +75,10 @@ def test_stride_not_dividing_the_image():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(image_shape=(32, 32)), "image_shape must be three positive integers"),
-        (dict(image_shape=(1, 0, 32)), "image_shape must be three positive integers"),
-        (dict(batch=0), "batch must be a positive integer"),
-        (dict(indices=[]), "indices must be a non-empty sequence"),
+        ({"image_shape": (32, 32)}, "image_shape must be three positive integers"),
+        ({"image_shape": (1, 0, 32)}, "image_shape must be three positive integers"),
+        ({"batch": 0}, "batch must be a positive integer"),
+        ({"indices": []}, "indices must be a non-empty sequence"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -81,7 +94,9 @@ def test_noise_parameter_sets_noise_std_and_measure_noise_only_on_real_coordinat
     mask = op.measurement_mask()
     assert (y[~mask] == 0).all()
     assert abs(float(y[mask].std()) - 0.1) < 0.02
-    assert torch.equal(deg.from_spec("inpaint-patches", (1, 32, 32), batch=2).noise_std, torch.zeros(2))
+    assert torch.equal(
+        deg.from_spec("inpaint-patches", (1, 32, 32), batch=2).noise_std, torch.zeros(2)
+    )
 
 
 def test_given_parameters_are_used():
@@ -98,7 +113,11 @@ def test_given_parameters_are_used():
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), size=st.sampled_from([1, 4, 32]), keep=st.sampled_from([1e-9, 0.01]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    size=st.sampled_from([1, 4, 32]),
+    keep=st.sampled_from([1e-9, 0.01]),
+)
 def test_patch_masks_are_never_empty(seed, size, keep):
     op = deg.from_spec(f"inpaint-patches:size={size},keep={keep}", (1, 32, 32), batch=2, seed=seed)
     assert op.measurement_mask().any(1).all()
@@ -134,7 +153,9 @@ def test_camera_shake_kernels_are_finite_normalised_and_bounded(seed, intensity,
 def test_straight_shake_at_zero_intensity():
     """Intensity 0 gives a straight segment: the kernel's spread across it is only the splat's."""
     size = 256
-    kernel = torch.roll(camera_shake_kernel(size, size, 0.0, torch.Generator().manual_seed(3)), (128, 128), (0, 1))
+    kernel = torch.roll(
+        camera_shake_kernel(size, size, 0.0, torch.Generator().manual_seed(3)), (128, 128), (0, 1)
+    )
     points = kernel.nonzero().double()
     weights = kernel[kernel > 0][:, None]
     centred = points - (weights * points).sum(0)

@@ -30,11 +30,30 @@ for _name, _cls in (
 ):
     register(_name, _cls)
 
-from .mixture import PAPER_MIXTURE, Mixture, paper_mixture  # noqa: E402  (needs the families)
+from .mixture import PAPER_MIXTURE, Mixture, paper_mixture
 
 __all__ = [
-    "FAMILIES", "PAPER_MIXTURE", "AveragePool", "GroupedOperator", "InpaintBox", "InpaintPatches",
-    "MaskOperator", "MatrixOperator", "Mixture", "MotionBlur", "Operator", "OutpaintBox", "Param",
-    "RandomMatrix", "StridedConvolution", "SuperResolution", "Zero", "ZeroOperator",
-    "camera_shake_kernel", "from_spec", "paper_mixture", "parse_spec", "register",
+    "FAMILIES",
+    "PAPER_MIXTURE",
+    "AveragePool",
+    "GroupedOperator",
+    "InpaintBox",
+    "InpaintPatches",
+    "MaskOperator",
+    "MatrixOperator",
+    "Mixture",
+    "MotionBlur",
+    "Operator",
+    "OutpaintBox",
+    "Param",
+    "RandomMatrix",
+    "StridedConvolution",
+    "SuperResolution",
+    "Zero",
+    "ZeroOperator",
+    "camera_shake_kernel",
+    "from_spec",
+    "paper_mixture",
+    "parse_spec",
+    "register",
 ]

@@ -50,9 +50,11 @@ class Operator:
 
     def measurement_mask(self) -> Tensor:
         """``(B, M)`` bool: which coordinates of each measurement are real (not padding)."""
-        return torch.ones(self.batch_size, self.measurement_size, dtype=torch.bool, device=self.device)
+        return torch.ones(
+            self.batch_size, self.measurement_size, dtype=torch.bool, device=self.device
+        )
 
-    def _to(self, device: torch.device) -> "Operator":
+    def _to(self, device: torch.device) -> Operator:
         """A shallow copy whose tensor attributes (and operators held in lists) live on ``device``."""
         moved = copy.copy(self)
         for name, value in vars(self).items():
@@ -71,7 +73,7 @@ class Operator:
     def device(self) -> torch.device:
         return self.noise_std.device
 
-    def to(self, device: torch.device | str) -> "Operator":
+    def to(self, device: torch.device | str) -> Operator:
         device = torch.device(device)
         if device == self.device:
             return self
@@ -111,7 +113,12 @@ class Operator:
             return y
         if seed is not None:
             eps = seeding.randn(
-                seed, y.shape[0] if indices is None else indices, y.shape[1:], "measurement", y.device, y.dtype
+                seed,
+                y.shape[0] if indices is None else indices,
+                y.shape[1:],
+                "measurement",
+                y.device,
+                y.dtype,
             )
         else:
             eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
@@ -125,8 +132,10 @@ class Operator:
     # -- helpers ------------------------------------------------------------------------------
     def _as_stack(self, t: Tensor, image: bool) -> Tensor:
         base = 3 if image else 1
-        what = f"images of shape (B, [K,] {', '.join(map(str, self.image_shape))})" if image else (
-            f"measurements of shape (B, [K,] {self.measurement_size})"
+        what = (
+            f"images of shape (B, [K,] {', '.join(map(str, self.image_shape))})"
+            if image
+            else (f"measurements of shape (B, [K,] {self.measurement_size})")
         )
         if t.dim() not in (base + 1, base + 2) or t.shape[0] != self.batch_size:
             raise ValueError(
@@ -137,5 +146,7 @@ class Operator:
         tail = tuple(stack.shape[2:])
         expected = self.image_shape if image else (self.measurement_size,)
         if tail != tuple(expected):
-            raise ValueError(f"expected {what}, got {tuple(t.shape)}; resize or pick a matching operator.")
+            raise ValueError(
+                f"expected {what}, got {tuple(t.shape)}; resize or pick a matching operator."
+            )
         return stack

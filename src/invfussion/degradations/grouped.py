@@ -28,7 +28,9 @@ class GroupedOperator(Operator):
         if sorted(order) != list(range(len(order))) or any(
             op.batch_size != len(group) for op, group in zip(parts, positions, strict=True)
         ):
-            raise ValueError("grouped operator positions must cover 0..B-1 once, one per example of each part.")
+            raise ValueError(
+                "grouped operator positions must cover 0..B-1 once, one per example of each part."
+            )
         shapes = {op.image_shape for op in parts}
         if len(shapes) != 1:
             raise ValueError(f"grouped operators must share one image shape, got {sorted(shapes)}.")
@@ -63,9 +65,11 @@ class GroupedOperator(Operator):
 
     def measurement_mask(self) -> Tensor:
         M = self.measurement_size
-        return self._merge([F.pad(op.measurement_mask(), (0, M - op.measurement_size)) for op in self.parts])
+        return self._merge(
+            [F.pad(op.measurement_mask(), (0, M - op.measurement_size)) for op in self.parts]
+        )
 
-    def _to(self, device: torch.device) -> "GroupedOperator":
+    def _to(self, device: torch.device) -> GroupedOperator:
         moved = super()._to(device)
         moved.positions = [idx.to(device) for idx in self.positions]
         return moved
@@ -77,7 +81,9 @@ def _inverse(order: list[int], device: torch.device) -> Tensor:
     return inv.to(device)
 
 
-def group_by(keys: Sequence[Hashable], build: Callable[[Hashable, list[int]], Operator]) -> Operator:
+def group_by(
+    keys: Sequence[Hashable], build: Callable[[Hashable, list[int]], Operator]
+) -> Operator:
     """Build one sub-batch per distinct key (``build(key, positions)``) and group them.
 
     A single group is returned as is (no padding, no gather).
@@ -86,6 +92,6 @@ def group_by(keys: Sequence[Hashable], build: Callable[[Hashable, list[int]], Op
     for position, key in enumerate(keys):
         groups.setdefault(key, []).append(position)
     if len(groups) == 1:
-        (key, positions), = groups.items()
+        ((key, positions),) = groups.items()
         return build(key, positions)
     return GroupedOperator([build(k, p) for k, p in groups.items()], list(groups.values()))

@@ -24,7 +24,9 @@ class MaskOperator(Operator):
     def __init__(self, image_shape: tuple[int, int, int], mask: Tensor):
         C, H, W = image_shape
         if mask.shape[1:] != (H, W) or not bool(mask.flatten(1).any(1).all()):
-            raise ValueError("every in-painting mask must have the image's (H, W) and at least one visible pixel.")
+            raise ValueError(
+                "every in-painting mask must have the image's (H, W) and at least one visible pixel."
+            )
         super().__init__(image_shape, C * H * W, torch.zeros(mask.shape[0]))
         self.mask = mask.bool()
 
@@ -54,15 +56,26 @@ class InpaintPatches:
 
     params = (
         Param("size", int, "patch side in pixels; drawn as 2^U{0..log2 min(H,W)}", low=1),
-        Param("keep", float, "probability that a patch is visible; drawn ~U(0, 0.1)", low=0.0, high=1.0, low_open=True),
+        Param(
+            "keep",
+            float,
+            "probability that a patch is visible; drawn ~U(0, 0.1)",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+        ),
     )
 
     @classmethod
     def build(cls, values, image_shape, generators) -> MaskOperator:
         _, H, W = image_shape
         if values["size"] is not None and values["size"] > min(H, W):
-            raise ValueError(f"inpaint-patches: size={values['size']} is larger than the image; size must be 1..{min(H, W)}.")
-        return MaskOperator(image_shape, torch.stack([cls._mask(values, H, W, g) for g in generators]))
+            raise ValueError(
+                f"inpaint-patches: size={values['size']} is larger than the image; size must be 1..{min(H, W)}."
+            )
+        return MaskOperator(
+            image_shape, torch.stack([cls._mask(values, H, W, g) for g in generators])
+        )
 
     @staticmethod
     def _mask(values, H: int, W: int, g: torch.Generator) -> Tensor:
@@ -84,7 +97,10 @@ class InpaintPatches:
 def _random_box(H: int, W: int, g: torch.Generator) -> Tensor:
     """``(H, W)`` bool, true inside the rectangle spanned by two distinct uniform pixels."""
     while True:
-        (r0, r1), (c0, c1) = torch.randint(0, H, (2,), generator=g).tolist(), torch.randint(0, W, (2,), generator=g).tolist()
+        (r0, r1), (c0, c1) = (
+            torch.randint(0, H, (2,), generator=g).tolist(),
+            torch.randint(0, W, (2,), generator=g).tolist(),
+        )
         if (r0, c0) != (r1, c1):
             break
     box = torch.zeros(H, W, dtype=torch.bool)

@@ -46,7 +46,11 @@ class MatrixOperator(Operator):
     """
 
     def __init__(
-        self, image_shape: tuple[int, int, int], matrices: Iterable[Tensor], batch: int, measurement_size: int
+        self,
+        image_shape: tuple[int, int, int],
+        matrices: Iterable[Tensor],
+        batch: int,
+        measurement_size: int,
     ):
         B, M = batch, measurement_size
         n = image_shape[0] * image_shape[1] * image_shape[2]
@@ -57,15 +61,21 @@ class MatrixOperator(Operator):
         for b, matrix in enumerate(matrices):
             m = matrix.shape[0]
             if matrix.shape[1] != n or not 1 <= m <= M:
-                raise ValueError(f"matrix operator {b} must have 1..{M} rows of length {n}, got {tuple(matrix.shape)}.")
+                raise ValueError(
+                    f"matrix operator {b} must have 1..{M} rows of length {n}, got {tuple(matrix.shape)}."
+                )
             self.matrix32[b, :m] = matrix
-            stored = self.matrix32[b, :m].to(torch.float64)  # the operator is the float32-stored matrix
+            stored = self.matrix32[b, :m].to(
+                torch.float64
+            )  # the operator is the float32-stored matrix
             gram[b, :m, :m] = stored @ stored.mT
             self.rows[b, :m] = True
         if b != B - 1:
             raise ValueError(f"matrix operator expected {B} matrices, got {b + 1}.")
         # Finite with a positive diagonal iff every matrix is finite and has no all-zero row.
-        if not bool(torch.isfinite(gram).all()) or not bool((gram.diagonal(dim1=1, dim2=2) > 0)[self.rows].all()):
+        if not bool(torch.isfinite(gram).all()) or not bool(
+            (gram.diagonal(dim1=1, dim2=2) > 0)[self.rows].all()
+        ):
             raise ValueError("matrix operators must be finite with no all-zero row.")
         self.gram64 = gram_pinv(gram, self.rows)
         self.gram32 = self.gram64.to(torch.float32)
@@ -110,13 +120,20 @@ class RandomMatrix:
         rows, max_rows = values["rows"], values["max_rows"]
         for name, value in (("rows", rows), ("max_rows", max_rows)):
             if value is not None and value > n:
-                raise ValueError(f"matrix: {name}={value} exceeds the image dimension C·H·W={n}; use 1..{n}.")
+                raise ValueError(
+                    f"matrix: {name}={value} exceeds the image dimension C·H·W={n}; use 1..{n}."
+                )
         if max_rows is None:
             max_rows = rows if rows is not None else min(MAX_ROWS, n)
         if rows is not None and rows > max_rows:
-            raise ValueError(f"matrix: rows={rows} exceeds max_rows={max_rows}; use rows <= max_rows.")
+            raise ValueError(
+                f"matrix: rows={rows} exceeds max_rows={max_rows}; use rows <= max_rows."
+            )
+
         def draw(g: torch.Generator) -> Tensor:
-            active = rows if rows is not None else int(torch.randint(1, max_rows + 1, (), generator=g))
+            active = (
+                rows if rows is not None else int(torch.randint(1, max_rows + 1, (), generator=g))
+            )
             gauss = torch.randn(active, n, generator=g)
             return gauss / gauss.norm(dim=1, keepdim=True)
 

@@ -30,7 +30,9 @@ class Mixture:
     def __init__(self, specs: Sequence[str], weights: Sequence[float] | None = None):
         specs = [specs] if isinstance(specs, str) else list(specs)
         if not specs:
-            raise ValueError("a Mixture needs at least one spec, e.g. Mixture(['inpaint-patches', 'none']).")
+            raise ValueError(
+                "a Mixture needs at least one spec, e.g. Mixture(['inpaint-patches', 'none'])."
+            )
         for spec in specs:
             validate_spec(spec)
         weights = [1.0] * len(specs) if weights is None else [float(w) for w in weights]
@@ -42,7 +44,7 @@ class Mixture:
         self.weights = [w / sum(weights) for w in weights]
 
     @classmethod
-    def paper(cls) -> "Mixture":
+    def paper(cls) -> Mixture:
         """The paper's training default: 25% matrix, 25% motion-blur, 25% inpaint-patches, 25% none."""
         return cls(list(PAPER_SPECS))
 
@@ -56,7 +58,9 @@ class Mixture:
         last = max(k for k, w in enumerate(self.weights) if w > 0)  # guards u ≥ rounded total
         chosen = []
         for i in indices:
-            u = torch.rand((), generator=seeding.example_generator(seed, i, "mixture"), dtype=torch.float64)
+            u = torch.rand(
+                (), generator=seeding.example_generator(seed, i, "mixture"), dtype=torch.float64
+            )
             chosen.append(self.specs[min(int(torch.searchsorted(cumulative, u, right=True)), last)])
         return chosen
 
@@ -74,7 +78,9 @@ class Mixture:
         chosen = self.choose(seed, ids)
         return group_by(
             chosen,
-            lambda spec, pos: from_spec(spec, shape, seed=seed, device=device, indices=[ids[p] for p in pos]),
+            lambda spec, pos: from_spec(
+                spec, shape, seed=seed, device=device, indices=[ids[p] for p in pos]
+            ),
         )
 
 

@@ -43,10 +43,16 @@ def camera_shake_kernel(H: int, W: int, intensity: float, generator: torch.Gener
     steps = 4 * min(H, W)
     turn = intensity * math.pi / 8 * torch.randn(steps, generator=generator, dtype=torch.float64)
     jerks = torch.rand(steps, generator=generator, dtype=torch.float64) < 0.05 * intensity
-    turn = turn + jerks * math.pi * (torch.rand(steps, generator=generator, dtype=torch.float64) - 0.5)
-    heading = 2 * math.pi * torch.rand((), generator=generator, dtype=torch.float64) + torch.cumsum(turn, 0)
+    turn = turn + jerks * math.pi * (
+        torch.rand(steps, generator=generator, dtype=torch.float64) - 0.5
+    )
+    heading = 2 * math.pi * torch.rand((), generator=generator, dtype=torch.float64) + torch.cumsum(
+        turn, 0
+    )
     speed = 1 + intensity * torch.rand(steps, generator=generator, dtype=torch.float64)
-    path = torch.cumsum(speed[:, None] * torch.stack([torch.cos(heading), torch.sin(heading)], 1), 0)
+    path = torch.cumsum(
+        speed[:, None] * torch.stack([torch.cos(heading), torch.sin(heading)], 1), 0
+    )
     extent = float((path.amax(0) - path.amin(0)).max())
     length = (0.1 + 0.4 * intensity) * min(H, W)
     path = (path - path.mean(0)) * (length / max(extent, 1e-12))
@@ -84,7 +90,9 @@ class StridedConvolution(Operator):
         super().__init__(image_shape, C * (H // s) * (W // s), torch.zeros(spectra.shape[0]))
         self.stride = s
         power = spectra.abs().square()
-        folded = power.unflatten(1, (s, H // s)).unflatten(3, (s, W // s)).sum((1, 3)) / s**2  # D: (B, H/s, W/s)
+        folded = (
+            power.unflatten(1, (s, H // s)).unflatten(3, (s, W // s)).sum((1, 3)) / s**2
+        )  # D: (B, H/s, W/s)
         peak = folded.flatten(1).amax(1)
         if not bool(torch.isfinite(spectra).all()) or not bool((peak > 0).all()):
             raise ValueError("motion-blur kernels must be finite and not all zero.")
@@ -106,8 +114,12 @@ class StridedConvolution(Operator):
         s = self.stride
         spectrum, _ = self._spectrum(x.dtype)
         blurred = torch.fft.rfft2(x) * spectrum  # (B, K, C, H, W/2+1)
-        rows = blurred.unflatten(-2, (s, H // s)).sum(-3) / s  # striding rows = folding their spectrum
-        rows = torch.fft.ifft(rows, dim=-2)  # (B, K, C, H/s, W/2+1): rows in space, columns in frequency
+        rows = (
+            blurred.unflatten(-2, (s, H // s)).sum(-3) / s
+        )  # striding rows = folding their spectrum
+        rows = torch.fft.ifft(
+            rows, dim=-2
+        )  # (B, K, C, H/s, W/2+1): rows in space, columns in frequency
         return torch.fft.irfft(rows, n=W, dim=-1)[..., ::s].flatten(2)
 
     def _pinv(self, y: Tensor) -> Tensor:
@@ -115,7 +127,9 @@ class StridedConvolution(Operator):
         s = self.stride
         spectrum, inverse = self._spectrum(y.dtype)
         low = torch.fft.fft2(y.unflatten(2, (C, H // s, W // s))) * inverse  # D⁺ ŷ
-        tiled = low.repeat(1, 1, 1, s, s)[..., : W // 2 + 1]  # spectrum of the zero-upsampled signal
+        tiled = low.repeat(1, 1, 1, s, s)[
+            ..., : W // 2 + 1
+        ]  # spectrum of the zero-upsampled signal
         return torch.fft.irfft2(tiled * spectrum.conj(), s=(H, W))
 
 
@@ -130,7 +144,12 @@ class MotionBlur:
     """
 
     params = (
-        Param("stride", int, "subsampling factor; drawn uniformly from {2, 4, 8} ∩ divisors of H, W", choices=STRIDES),
+        Param(
+            "stride",
+            int,
+            "subsampling factor; drawn uniformly from {2, 4, 8} ∩ divisors of H, W",
+            choices=STRIDES,
+        ),
         Param("intensity", float, "camera-shake strength; drawn ~U(0, 1)", low=0.0, high=1.0),
     )
 
@@ -145,12 +164,27 @@ class MotionBlur:
                 f"use one of {', '.join(map(str, fitting)) or 'none (resize the image to a multiple of 2)'}."
             )
         if not fitting:
-            raise ValueError(f"motion-blur needs H and W divisible by 2, 4 or 8, got {H}×{W}; resize the image.")
+            raise ValueError(
+                f"motion-blur needs H and W divisible by 2, 4 or 8, got {H}×{W}; resize the image."
+            )
         strides, spectra = [], []
         for g in generators:
-            s = stride if stride is not None else fitting[int(torch.randint(0, len(fitting), (), generator=g))]
-            intensity = values["intensity"] if values["intensity"] is not None else float(torch.rand((), generator=g, dtype=torch.float64))
+            s = (
+                stride
+                if stride is not None
+                else fitting[int(torch.randint(0, len(fitting), (), generator=g))]
+            )
+            intensity = (
+                values["intensity"]
+                if values["intensity"] is not None
+                else float(torch.rand((), generator=g, dtype=torch.float64))
+            )
             kernel = camera_shake_kernel(H, W, intensity, g)
             strides.append(s)
             spectra.append(torch.fft.fft2(kernel) * gaussian_transfer(H, W, s))
-        return group_by(strides, lambda s, pos: StridedConvolution(image_shape, torch.stack([spectra[p] for p in pos]), s))
+        return group_by(
+            strides,
+            lambda s, pos: StridedConvolution(
+                image_shape, torch.stack([spectra[p] for p in pos]), s
+            ),
+        )

@@ -48,15 +48,29 @@ def register(name: str, cls: type, replace: bool = False) -> None:
     ``cls`` needs a ``build`` classmethod and a ``params`` tuple of ``Param`` (see module doc).
     Registering a taken name raises ``ValueError`` unless ``replace=True``.
     """
-    if not isinstance(name, str) or not name or any(ch in name for ch in ":,= ") or name != name.strip():
-        raise ValueError(f"family name {name!r} must be a non-empty string without ':', ',', '=' or spaces.")
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(ch in name for ch in ":,= ")
+        or name != name.strip()
+    ):
+        raise ValueError(
+            f"family name {name!r} must be a non-empty string without ':', ',', '=' or spaces."
+        )
+    # A family without build() is bad input: ValueError, as for every bad input in the project.
     if not callable(getattr(cls, "build", None)):
-        raise ValueError(f"family {name!r}: {cls!r} has no build(values, image_shape, generators) classmethod.")
+        raise ValueError(  # noqa: TRY004
+            f"family {name!r}: {cls!r} has no build(values, image_shape, generators) classmethod."
+        )
     params = getattr(cls, "params", ())
     if not all(isinstance(p, Param) for p in params) or any(p.name == "noise" for p in params):
-        raise ValueError(f"family {name!r}: params must be a tuple of Param and must not declare 'noise' (every family has it).")
+        raise ValueError(
+            f"family {name!r}: params must be a tuple of Param and must not declare 'noise' (every family has it)."
+        )
     if name in _REGISTRY and not replace:
-        raise ValueError(f"family {name!r} is already registered; pick another name or pass replace=True.")
+        raise ValueError(
+            f"family {name!r} is already registered; pick another name or pass replace=True."
+        )
     if name not in _REGISTRY:
         FAMILIES.append(name)
     _REGISTRY[name] = cls
@@ -65,7 +79,9 @@ def register(name: str, cls: type, replace: bool = False) -> None:
 def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(image_shape)
     if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"image_shape must be three positive integers (C, H, W), got {image_shape!r}.")
+        raise ValueError(
+            f"image_shape must be three positive integers (C, H, W), got {image_shape!r}."
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -74,7 +90,9 @@ def resolve_indices(batch: int | None, indices: Sequence[int] | None) -> list[in
     if indices is not None:
         out = seeding.as_indices(indices)
         if not out or min(out) < 0:
-            raise ValueError(f"indices must be a non-empty sequence of non-negative integers, got {indices!r}.")
+            raise ValueError(
+                f"indices must be a non-empty sequence of non-negative integers, got {indices!r}."
+            )
         return out
     batch = 1 if batch is None else batch
     if not isinstance(batch, int) or batch < 1:
@@ -89,12 +107,18 @@ def validate_spec(spec: str) -> tuple[str, dict[str, int | float | None]]:
     """
     family, raw = parse_spec(spec)
     if family not in _REGISTRY:
-        raise ValueError(f"unknown degradation family {family!r}; choose one of {', '.join(FAMILIES)}.")
+        raise ValueError(
+            f"unknown degradation family {family!r}; choose one of {', '.join(FAMILIES)}."
+        )
     declared = {p.name: p for p in (*_REGISTRY[family].params, NOISE)}
     unknown = sorted(set(raw) - set(declared))
     if unknown:
-        raise ValueError(f"{family}: unknown parameter {unknown[0]!r}; allowed: {', '.join(declared)}.")
-    return family, {name: (p.parse(family, raw[name]) if name in raw else None) for name, p in declared.items()}
+        raise ValueError(
+            f"{family}: unknown parameter {unknown[0]!r}; allowed: {', '.join(declared)}."
+        )
+    return family, {
+        name: (p.parse(family, raw[name]) if name in raw else None) for name, p in declared.items()
+    }
 
 
 def from_spec(
@@ -119,6 +143,8 @@ def from_spec(
     generators = [seeding.example_generator(seed, i, f"operator/{family}") for i in ids]
     op = _REGISTRY[family].build(values, shape, generators)
     if not isinstance(op, Operator) or op.batch_size != len(ids) or op.image_shape != shape:
-        raise ValueError(f"family {family!r} built {op!r}, not an Operator batch of {len(ids)} on images {shape}; fix its build().")
+        raise ValueError(
+            f"family {family!r} built {op!r}, not an Operator batch of {len(ids)} on images {shape}; fix its build()."
+        )
     op.noise_std = torch.full((len(ids),), noise, dtype=torch.float32, device=op.device)
     return op.to(device)

@@ -18,11 +18,15 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     Raises ``ValueError`` on an empty family, a malformed ``key=value`` item or a repeated key.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"degradation spec must be a non-empty string like 'sr:factor=2', got {spec!r}.")
+        raise ValueError(
+            f"degradation spec must be a non-empty string like 'sr:factor=2', got {spec!r}."
+        )
     family, _, rest = spec.strip().partition(":")
     family = family.strip()
     if not family:
-        raise ValueError(f"degradation spec {spec!r} has no family name; write it as 'family[:key=value,...]'.")
+        raise ValueError(
+            f"degradation spec {spec!r} has no family name; write it as 'family[:key=value,...]'."
+        )
     params: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = (s.strip() for s in item.partition("="))
@@ -32,7 +36,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
                 "write parameters as 'family:key=value,key=value'."
             )
         if key in params:
-            raise ValueError(f"degradation spec {spec!r} sets {key!r} twice; give each parameter once.")
+            raise ValueError(
+                f"degradation spec {spec!r} sets {key!r} twice; give each parameter once."
+            )
         params[key] = value
     return family, params
 
@@ -76,11 +82,17 @@ class Param:
             value = self.kind(value)
             ok = (
                 (self.choices is None or value in self.choices)
-                and (self.low is None or value > self.low or (value == self.low and not self.low_open))
+                and (
+                    self.low is None
+                    or value > self.low
+                    or (value == self.low and not self.low_open)
+                )
                 and (self.high is None or value <= self.high)
             )
         if not ok:
-            raise ValueError(f"{family}: {self.name}={text} is not allowed; {self.name} must be {self.allowed()}.")
+            raise ValueError(
+                f"{family}: {self.name}={text} is not allowed; {self.name} must be {self.allowed()}."
+            )
         return value
 
 

@@ -42,16 +42,30 @@ class SuperResolution:
             they divide the image.
     """
 
-    params = (Param("factor", int, "pooling factor; drawn uniformly from {2, 4, 8} ∩ divisors of H, W", low=1),)
+    params = (
+        Param(
+            "factor",
+            int,
+            "pooling factor; drawn uniformly from {2, 4, 8} ∩ divisors of H, W",
+            low=1,
+        ),
+    )
 
     @classmethod
     def build(cls, values, image_shape, generators) -> Operator:
         _, H, W = image_shape
         factor = values["factor"]
         if factor is not None and (H % factor or W % factor):
-            raise ValueError(f"sr: factor={factor} does not divide the image size {H}×{W}; use a common divisor of H and W.")
+            raise ValueError(
+                f"sr: factor={factor} does not divide the image size {H}×{W}; use a common divisor of H and W."
+            )
         fitting = [f for f in FACTORS if H % f == 0 and W % f == 0]
         if factor is None and not fitting:
-            raise ValueError(f"sr needs H and W divisible by 2, 4 or 8 to draw a factor, got {H}×{W}; give factor=.")
-        factors = [factor or fitting[int(torch.randint(0, len(fitting), (), generator=g))] for g in generators]
+            raise ValueError(
+                f"sr needs H and W divisible by 2, 4 or 8 to draw a factor, got {H}×{W}; give factor=."
+            )
+        factors = [
+            factor or fitting[int(torch.randint(0, len(fitting), (), generator=g))]
+            for g in generators
+        ]
         return group_by(factors, lambda f, pos: AveragePool(image_shape, f, len(pos)))

@@ -22,7 +22,9 @@ class ZeroOperator(Operator):
         return x.flatten(2)[..., :1] * 0
 
     def _pinv(self, y: Tensor) -> Tensor:
-        return (y[..., :1] * 0)[..., None, None].expand(*y.shape[:2], *self.image_shape).contiguous()
+        return (
+            (y[..., :1] * 0)[..., None, None].expand(*y.shape[:2], *self.image_shape).contiguous()
+        )
 
     def measurement_mask(self) -> Tensor:
         return torch.zeros(self.batch_size, 1, dtype=torch.bool, device=self.device)
