@@ -198,3 +198,13 @@ def test_register_user_family():
         deg.register("broken", object)
     with pytest.raises(ValueError, match="without ':'"):
         deg.register("a:b", IdentityFamily)
+
+
+def test_measurement_noise_of_an_example_depends_on_its_global_index_only():
+    x = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    batch = deg.from_spec("sr:factor=2,noise=0.3", (1, 16, 16), batch=8, seed=4)
+    single = deg.from_spec("sr:factor=2,noise=0.3", (1, 16, 16), seed=4, indices=[5])
+    y_batch = batch.measure(x, seed=9)
+    y_single = single.measure(x[5:6], seed=9, indices=[5])
+    torch.testing.assert_close(y_single[0], y_batch[5])
+    assert not torch.allclose(y_batch[5], y_batch[4])

@@ -1,9 +1,10 @@
 """Linear degradation operators: families, specs and training mixtures.
 
->>> from invfussion import degradations as deg
->>> op = deg.from_spec("motion-blur:stride=4", image_shape=(3, 64, 64), batch=8, seed=0)
->>> y = op.measure(x)                      # x: (8, 3, 64, 64) -> y: (8, M)
->>> x_pinv = op.pinv(y)                    # (8, 3, 64, 64)
+    from invfussion import degradations as deg
+    op = deg.from_spec("motion-blur:stride=4", image_shape=(3, 64, 64), batch=8, seed=0)
+    y = op.measure(x, seed=0)           # x: (8, 3, 64, 64) -> y: (8, M), M = 3·16·16
+    x_pinv = op.pinv(y)                 # (8, 3, 64, 64)
+    mixed = deg.PAPER_MIXTURE.sample(64, (3, 64, 64), seed=0)   # a family per example
 
 Families (see each class for its parameters and training distribution): ``inpaint-patches``,
 ``outpaint-box``, ``inpaint-box``, ``motion-blur``, ``matrix``, ``sr``, ``none``.
