@@ -162,6 +162,6 @@ def test_metrics_on_cuda_match_the_cpu():
     torch.testing.assert_close(
         metrics.projected(cuda_op, guess.cuda(), y.cuda()).cpu(),
         metrics.projected(op, guess, y),
-        atol=1e-5,
-        rtol=1e-5,
+        atol=1e-4,  # float32 FFTs differ by ~1e-7, amplified by the thresholded pseudo-inverse
+        rtol=1e-4,
     )

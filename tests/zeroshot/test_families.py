@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -73,6 +75,7 @@ def test_cuda_gives_the_cpu_sample(method, smooth_prior):
     op, y = measured("matrix:rows=24,noise=0.05", smooth_prior)
     fn = zeroshot.METHODS[method]
     on_cpu = fn(smooth_prior, op, y, seed=3, **FAST[method])
-    on_cuda = fn(smooth_prior.to("cuda"), op.to("cuda"), y.cuda(), seed=3, **FAST[method])
+    prior_on_cuda = copy.deepcopy(smooth_prior).to("cuda")  # Module.to moves in place
+    on_cuda = fn(prior_on_cuda, op.to("cuda"), y.cuda(), seed=3, **FAST[method])
     assert on_cuda.device.type == "cuda"
     torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=2e-3, rtol=1e-3)

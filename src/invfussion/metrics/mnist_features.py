@@ -61,8 +61,8 @@ def asset_paths(path: str | Path | None = None) -> tuple[Path, Path]:
 class MnistFeatures:
     """Feature extractor of the shipped MNIST classifier (a :class:`~.frechet.FeatureExtractor`).
 
-    ``extractor(images)``: ``(N, 1, 32, 32)`` in ``[-1, 1]`` → ``(N, 128)`` float32 features,
-    computed in batches of ``batch_size`` on ``device``.
+    ``extractor(images)``: ``(N, 1, 32, 32)`` in ``[-1, 1]`` → ``(N, 128)`` float32 features (on
+    the CPU), computed in batches of ``batch_size`` on ``device`` in full float32 (no TF32).
 
     Args:
         path: weights prefix (``…/mnist-classifier`` or its ``.safetensors``); default: shipped.
@@ -102,8 +102,12 @@ class MnistFeatures:
                 f"MNIST features need images of shape (N, 1, 32, 32) in [-1, 1], got "
                 f"{tuple(images.shape)}; pad or resize the digits to 32×32."
             )
-        chunks = [
-            self.model.features(chunk.to(self.device, torch.float32)).cpu()
-            for chunk in images.split(self.batch_size)
-        ]
+        # full float32 convolutions (no TF32) so that FD values do not depend on the device
+        with torch.backends.cudnn.flags(
+            enabled=True, benchmark=False, deterministic=True, allow_tf32=False
+        ):
+            chunks = [
+                self.model.features(chunk.to(self.device, torch.float32)).cpu()
+                for chunk in images.split(self.batch_size)
+            ]
         return torch.cat(chunks)

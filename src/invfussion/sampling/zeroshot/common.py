@@ -57,7 +57,8 @@ def ddim_step(
 class ExampleNoise:
     """Per-example Gaussian streams: draw k of example ``i`` depends on ``(seed, stream, i, k)``.
 
-    ``draw()`` returns ``(B, *shape)`` standard normal noise.
+    ``draw()`` returns ``(B, *shape)`` standard normal noise; ``draw(count)`` returns
+    ``(count, B, *shape)`` in one transfer (a different, equally fixed, sequence of draws).
     """
 
     def __init__(
@@ -72,9 +73,12 @@ class ExampleNoise:
         self.generators = [seeding.example_generator(seed, i, stream) for i in indices]
         self.shape, self.device, self.dtype = tuple(shape), device, dtype
 
-    def draw(self) -> Tensor:
-        rows = [torch.randn(self.shape, generator=g) for g in self.generators]
-        return torch.stack(rows).to(device=self.device, dtype=self.dtype)
+    def draw(self, count: int | None = None) -> Tensor:
+        if count is None:
+            rows = [torch.randn(self.shape, generator=g) for g in self.generators]
+            return torch.stack(rows).to(device=self.device, dtype=self.dtype)
+        rows = [torch.randn((count, *self.shape), generator=g) for g in self.generators]
+        return torch.stack(rows, 1).to(device=self.device, dtype=self.dtype)
 
 
 def start(

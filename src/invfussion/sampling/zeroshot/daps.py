@@ -108,9 +108,10 @@ def daps(
         step = lr * (1 + ratio * (lr_min_ratio - 1)) * tau_sq / tau**2
         step = torch.minimum(step, 1 / (a_norm_sq / tau_sq + 1 / sigma**2))
         x0 = x0_hat
-        for _ in range(langevin_steps):
+        kicks = langevin_noise.draw(langevin_steps) if langevin_steps > 0 else None
+        for k in range(langevin_steps):
             grad = adjoint(op, op.A(x0) - y) / tau_sq + (x0 - x0_hat) / sigma**2
-            x0 = x0 - step * grad + (2 * step).sqrt() * langevin_noise.draw()
+            x0 = x0 - step * grad + (2 * step).sqrt() * kicks[k]
         if sigma_next > 0:
             x = x0 + sigma_next * renoise.draw()
     return x0
