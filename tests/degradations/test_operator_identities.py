@@ -19,10 +19,12 @@ SHAPES = [(1, 32, 32), (3, 64, 64)]
 SPECS = [*deg.FAMILIES, "mixture"]
 THRESHOLDED = {"motion-blur", "mixture"}  # families with singular values cut at 1e-4·σ_max
 PROPERTY = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-seeds = st.integers(0, 2**31 - 1)
+# Operator seeds come from a small pool so the property tests share (cached) operator batches;
+# each batch draws its 4 examples' parameters independently, so the pool still covers many operators.
+seeds = st.integers(0, 5)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def build(
     spec: str, shape: tuple[int, int, int], seed: int, batch: int = 4, indices: tuple | None = None
 ):
