@@ -121,7 +121,7 @@ def main() -> None:
     for v in variants:
         med = statistics.median(v.times)
         medians[v.name] = med
-        print(f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {med * 1e3:.0f} | {v.batch / med:.0f} |")
+        print(f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {med * 1e3:.0f} | {v.batch / med:.3g} |")
     print()
     for preset in ("mnist32", "ffhq64"):
         if f"{preset} invfussion" in medians:

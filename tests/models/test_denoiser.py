@@ -93,7 +93,7 @@ def test_gradients_reach_every_parameter(conditioning):
     net = perturbed(small(conditioning=conditioning, num_classes=10, pcs=1))
     x, xn, sigma, op, y = problem(net)
     labels = torch.tensor([0, 3, 10, 7])
-    aug = torch.randn(4, 9)
+    aug = torch.randn(4, net.backbone.mapping.augment_dim)
     out, w, logvar = net(xn, sigma, op, y, class_labels=labels, aug_labels=aug, return_pcs=True, return_logvar=True)
     (out.square().sum() + w.square().sum() + logvar.sum()).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -153,7 +153,7 @@ def test_bad_arguments_name_the_allowed_values():
     net = small()
     with pytest.raises(ValueError, match=r"\(B, 1, 32, 32\)"):
         net(torch.zeros(2, 3, 32, 32), 1.0)
-    with pytest.raises(ValueError, match=r"aug_labels must have shape \(B, 9\)"):
+    with pytest.raises(ValueError, match=r"aug_labels must have shape \(B, 7\)"):
         net(torch.zeros(2, 1, 32, 32), 1.0, aug_labels=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="op and y together"):
         net(torch.zeros(2, 1, 32, 32), 1.0, op=deg.from_spec("none", (1, 32, 32), batch=2, seed=0))
