@@ -114,7 +114,7 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
 
 def _use_flex(q: Tensor) -> bool:
-    return q.is_cuda and hasattr(torch.nn.attention, "flex_attention")
+    return q.is_cuda  # FlexAttention ships with every supported torch (>= 2.5)
 
 
 def attend(
