@@ -162,3 +162,12 @@ def test_bad_arguments_name_the_allowed_values():
 def test_mnist32_preset_size():
     counts = {c: sum(p.numel() for p in models.build("mnist32", c).parameters()) for c in models.CONDITIONINGS}
     assert counts["invfussion"] <= 4.5e6 and counts["palette"] < counts["invfussion"]
+
+
+def test_shifted_window_levels_alternate_their_shift():
+    net = models.build("mnist32", "invfussion", widths=[32, 64], depths=[2, 1], d_head=16, mapping_width=32,
+                       attention=["shifted-window", "global"], window_size=4)
+    shifts = [layer.attention.pattern.shift for layer in net.backbone.down_levels[0].layers]
+    assert shifts == [0, 2]
+    x, xn, sigma, op, y = problem(perturbed(net))
+    assert torch.isfinite(net(xn, sigma, op, y)).all()
