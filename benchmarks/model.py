@@ -38,7 +38,15 @@ VARIANTS = [
 
 
 class Variant:
-    def __init__(self, preset: str, conditioning: str, batch: int, device: torch.device, amp: str | None, clock):
+    def __init__(
+        self,
+        preset: str,
+        conditioning: str,
+        batch: int,
+        device: torch.device,
+        amp: str | None,
+        clock,
+    ):
         self.name = f"{preset} {conditioning}"
         self.batch = batch
         self.device = device
@@ -65,7 +73,9 @@ class Variant:
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp is not None):
             denoised, logvar = self.net(noisy, sigma, self.op, self.y, return_logvar=True)
         weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
-        loss = (weight / logvar.exp() * (denoised - self.x).square().mean((1, 2, 3)) + logvar).mean()
+        loss = (
+            weight / logvar.exp() * (denoised - self.x).square().mean((1, 2, 3)) + logvar
+        ).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -76,13 +86,19 @@ class Variant:
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+            platform.processor(),
+        )
     return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
 
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -90,12 +106,22 @@ def commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast dtype (default: float32)")
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
+    parser.add_argument(
+        "--amp", choices=["bf16", "fp16"], default=None, help="autocast dtype (default: float32)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="timed rounds (after one warm-up round)"
+    )
     parser.add_argument("--skip-ffhq64", action="store_true", help="only the mnist32 variants")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
-                        help="wall time, or CPU time of this process (robust to other load with --threads 1)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="wall time, or CPU time of this process (robust to other load with --threads 1)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads:
@@ -112,21 +138,28 @@ def main() -> None:
                 v.times.append(elapsed)
     load_after = os.getloadavg()[0]
 
-    print(f"machine: {machine(device)}; torch {torch.__version__}; commit {commit()}; "
-          f"amp {args.amp or 'fp32'}; {args.clock} clock; {args.rounds} interleaved rounds; "
-          f"load average {load_before:.1f} → {load_after:.1f}\n")
+    print(
+        f"machine: {machine(device)}; torch {torch.__version__}; commit {commit()}; "
+        f"amp {args.amp or 'fp32'}; {args.clock} clock; {args.rounds} interleaved rounds; "
+        f"load average {load_before:.1f} → {load_after:.1f}\n"
+    )
     print("| model | batch | parameters | median step (ms) | images/s |")
     print("|---|---:|---:|---:|---:|")
     medians = {}
     for v in variants:
         med = statistics.median(v.times)
         medians[v.name] = med
-        print(f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {med * 1e3:.0f} | {v.batch / med:.3g} |")
+        print(
+            f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {med * 1e3:.0f} | {v.batch / med:.3g} |"
+        )
     print()
     for preset in ("mnist32", "ffhq64"):
         if f"{preset} invfussion" in medians:
             ratio = medians[f"{preset} invfussion"] / medians[f"{preset} palette"]
-            print(f"{preset} InvFussion / Palette step time: {ratio:.2f}×" + (" (target ≤ 1.35×)" if preset == "mnist32" else ""))
+            print(
+                f"{preset} InvFussion / Palette step time: {ratio:.2f}×"
+                + (" (target ≤ 1.35×)" if preset == "mnist32" else "")
+            )
 
 
 if __name__ == "__main__":

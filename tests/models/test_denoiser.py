@@ -13,11 +13,17 @@ from invfussion.models.invfussion import JointAttentionBlock
 
 # Shrunken versions of each preset: the same levels, attention kinds and FDL layout, tiny widths.
 SMALL = {
-    "mnist32": dict(widths=[32, 64], d_head=16, mapping_width=32),
-    "ffhq64": dict(widths=[48, 96, 192], depths=[1, 1, 1], d_head=16, mapping_width=32),
-    "imagenet64": dict(widths=[48, 96, 192], depths=[1, 1, 1], d_head=16, mapping_width=32),
-    "ffhq256": dict(img_resolution=64, widths=[48, 192, 64, 64], depths=[1, 1, 1, 1], d_head=16,
-                    mapping_width=32, fdl_levels=[True, True, False, False]),
+    "mnist32": {"widths": [32, 64], "d_head": 16, "mapping_width": 32},
+    "ffhq64": {"widths": [48, 96, 192], "depths": [1, 1, 1], "d_head": 16, "mapping_width": 32},
+    "imagenet64": {"widths": [48, 96, 192], "depths": [1, 1, 1], "d_head": 16, "mapping_width": 32},
+    "ffhq256": {
+        "img_resolution": 64,
+        "widths": [48, 192, 64, 64],
+        "depths": [1, 1, 1, 1],
+        "d_head": 16,
+        "mapping_width": 32,
+        "fdl_levels": [True, True, False, False],
+    },
 }
 MIXTURE = deg.Mixture(["matrix:rows=32", "motion-blur:stride=2", "inpaint-patches", "none"])
 
@@ -57,12 +63,14 @@ def test_shapes_for_every_preset_and_conditioning(preset, conditioning):
     assert net.conditioning == conditioning
     assert net.num_classes == (1000 if preset == "imagenet64" else 0)
     rebuilt = models.build(**json.loads(json.dumps(net.config)))
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
 
 
 def test_fresh_network_output_is_the_skip_path():
     net = small(pcs=2)
-    x, xn, sigma, op, y = problem(net)
+    _, xn, sigma, op, y = problem(net)
     out, w, logvar = net(xn, sigma, op, y, return_pcs=True, return_logvar=True)
     c_skip = 0.25 / (sigma**2 + 0.25)
     torch.testing.assert_close(out, c_skip[:, None, None, None] * xn, rtol=0, atol=0)
@@ -74,7 +82,9 @@ def test_no_operator_equals_the_zero_operator(conditioning):
     net = perturbed(small(conditioning=conditioning))
     x, xn, sigma, _, _ = problem(net)
     zero = deg.from_spec("none", (1, 32, 32), batch=4, seed=0)
-    torch.testing.assert_close(net(xn, sigma), net(xn, sigma, zero, zero.measure(x)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        net(xn, sigma), net(xn, sigma, zero, zero.measure(x)), rtol=0, atol=1e-6
+    )
 
 
 def test_mixed_batch_equals_each_example_alone():
@@ -91,10 +101,12 @@ def test_mixed_batch_equals_each_example_alone():
 @pytest.mark.parametrize("conditioning", ["invfussion", "palette", "unconditional"])
 def test_gradients_reach_every_parameter(conditioning):
     net = perturbed(small(conditioning=conditioning, num_classes=10, pcs=1))
-    x, xn, sigma, op, y = problem(net)
+    _, xn, sigma, op, y = problem(net)
     labels = torch.tensor([0, 3, 10, 7])
     aug = torch.randn(4, net.backbone.mapping.augment_dim)
-    out, w, logvar = net(xn, sigma, op, y, class_labels=labels, aug_labels=aug, return_pcs=True, return_logvar=True)
+    out, w, logvar = net(
+        xn, sigma, op, y, class_labels=labels, aug_labels=aug, return_pcs=True, return_logvar=True
+    )
     (out.square().sum() + w.square().sum() + logvar.sum()).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
@@ -105,9 +117,11 @@ def test_gradients_reach_every_parameter(conditioning):
 
 def test_class_labels_and_the_null_class():
     net = perturbed(small(num_classes=10))
-    x, xn, sigma, op, y = problem(net)
+    _, xn, sigma, op, y = problem(net)
     null = net(xn, sigma, op, y)
-    torch.testing.assert_close(net(xn, sigma, op, y, class_labels=torch.full((4,), 10)), null, rtol=0, atol=0)
+    torch.testing.assert_close(
+        net(xn, sigma, op, y, class_labels=torch.full((4,), 10)), null, rtol=0, atol=0
+    )
     labelled = net(xn, sigma, op, y, class_labels=torch.tensor([1, 2, 3, 4]))
     assert (labelled - null).abs().amax(dim=(1, 2, 3)).min() > 1e-4
     with pytest.raises(ValueError, match=r"\[0, 10\]"):
@@ -124,14 +138,17 @@ def test_divisibility_fallback_logs_one_warning(caplog):
     assert len(warnings) == 1 and "level 1" in warnings[0].getMessage()
     blocks = {type(layer.attention) for layer in net.backbone.mid_level.layers}
     assert blocks == {SelfAttentionBlock}
-    assert all(isinstance(layer.attention, JointAttentionBlock) for layer in net.backbone.down_levels[0].layers)
-    x, xn, sigma, op, y = problem(net)
-    assert net(xn, sigma, op, y).shape == x.shape
+    assert all(
+        isinstance(layer.attention, JointAttentionBlock)
+        for layer in net.backbone.down_levels[0].layers
+    )
+    _, xn, sigma, op, y = problem(net)
+    assert net(xn, sigma, op, y).shape == xn.shape
 
 
 def test_bf16_autocast_agrees_with_float32():
     net = perturbed(small(), scale=0.02)
-    x, xn, sigma, op, y = problem(net)
+    _, xn, sigma, op, y = problem(net)
     ref = net(xn, sigma, op, y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = net(xn, sigma, op, y)
@@ -160,14 +177,25 @@ def test_bad_arguments_name_the_allowed_values():
 
 
 def test_mnist32_preset_size():
-    counts = {c: sum(p.numel() for p in models.build("mnist32", c).parameters()) for c in models.CONDITIONINGS}
+    counts = {
+        c: sum(p.numel() for p in models.build("mnist32", c).parameters())
+        for c in models.CONDITIONINGS
+    }
     assert counts["invfussion"] <= 4.5e6 and counts["palette"] < counts["invfussion"]
 
 
 def test_shifted_window_levels_alternate_their_shift():
-    net = models.build("mnist32", "invfussion", widths=[32, 64], depths=[2, 1], d_head=16, mapping_width=32,
-                       attention=["shifted-window", "global"], window_size=4)
+    net = models.build(
+        "mnist32",
+        "invfussion",
+        widths=[32, 64],
+        depths=[2, 1],
+        d_head=16,
+        mapping_width=32,
+        attention=["shifted-window", "global"],
+        window_size=4,
+    )
     shifts = [layer.attention.pattern.shift for layer in net.backbone.down_levels[0].layers]
     assert shifts == [0, 2]
-    x, xn, sigma, op, y = problem(perturbed(net))
+    _, xn, sigma, op, y = problem(perturbed(net))
     assert torch.isfinite(net(xn, sigma, op, y)).all()

@@ -18,11 +18,13 @@ from invfussion.models.attention import (
 
 def neighborhood_keys(qy: int, qx: int, h: int, w: int, k: int) -> set[tuple[int, int]]:
     """NATTEN's neighborhood written out: the k×k box centred on the query, slid inside the grid."""
+
     def window(q, n):
         size = min(k, n)
         lo = q - size // 2
         lo = max(0, min(lo, n - size))
         return range(lo, lo + size)
+
     return {(y, x) for y in window(qy, h) for x in window(qx, w)}
 
 
@@ -94,14 +96,16 @@ def test_rope_rotates_first_half_only_and_is_relative():
     pos = grid_positions(4, 4)
     cos, sin = rope(pos)
     q, k = torch.randn(1, 1, 16, d_head), torch.randn(1, 1, 16, d_head)
-    rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    rq = apply_rope(q, cos, sin)
     torch.testing.assert_close(rq[..., d_head // 2 :], q[..., d_head // 2 :])
     torch.testing.assert_close(rq.norm(dim=-1), q.norm(dim=-1))
     # the same vector at every position: logits depend only on the position difference
     same_q, same_k = q[:, :, :1].expand_as(q), k[:, :, :1].expand_as(k)
     logits = apply_rope(same_q, cos, sin) @ apply_rope(same_k, cos, sin).transpose(-1, -2)
     grid = torch.arange(16).reshape(4, 4)
-    torch.testing.assert_close(logits[0, 0, grid[0, 0], grid[1, 1]], logits[0, 0, grid[2, 2], grid[3, 3]])
+    torch.testing.assert_close(
+        logits[0, 0, grid[0, 0], grid[1, 1]], logits[0, 0, grid[2, 2], grid[3, 3]]
+    )
     assert not math.isclose(float(logits[0, 0, 0, 5]), float(logits[0, 0, 0, 1]), rel_tol=1e-3)
 
 

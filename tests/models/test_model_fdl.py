@@ -22,7 +22,9 @@ def naive_unpatch(z: torch.Tensor, patch: int, channels: int) -> torch.Tensor:
                 for s in range(patch):
                     for k in range(k_images):
                         for c in range(channels):
-                            out[k, c, i * patch + r, j * patch + s] = z[i, j, ((r * patch + s) * k_images + k) * channels + c]
+                            out[k, c, i * patch + r, j * patch + s] = z[
+                                i, j, ((r * patch + s) * k_images + k) * channels + c
+                            ]
     return out
 
 

@@ -1,13 +1,13 @@
 """Denoiser networks: the HDiT backbone with InvFussion blocks, Palette and unconditional variants.
 
-    from invfussion import models
-    net = models.build("mnist32", "invfussion")
-    x0 = net(x_noisy, sigma, op, y)          # EDM-preconditioned denoiser
-    net = models.load("mnist32-invfussion")  # a shipped model, checkpoint file or run directory
+from invfussion import models
+net = models.build("mnist32", "invfussion")
+x0 = net(x_noisy, sigma, op, y)          # EDM-preconditioned denoiser
+net = models.load("mnist32-invfussion")  # a shipped model, checkpoint file or run directory
 """
 
+from .load import load
 from .precond import CONDITIONINGS, Denoiser
 from .presets import PRESETS, ModelConfig, build
-from .load import load
 
-__all__ = ["CONDITIONINGS", "Denoiser", "ModelConfig", "PRESETS", "build", "load"]
+__all__ = ["CONDITIONINGS", "PRESETS", "Denoiser", "ModelConfig", "build", "load"]

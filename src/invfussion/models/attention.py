@@ -66,7 +66,10 @@ def _window_axis(n: int, window: int, shift: int) -> Tensor:
 @lru_cache(maxsize=64)
 def _pattern_mask_cpu(pattern: AttentionPattern, h: int, w: int) -> Tensor:
     if pattern.kind == "neighborhood":
-        my, mx = _neighborhood_axis(h, pattern.kernel_size), _neighborhood_axis(w, pattern.kernel_size)
+        my, mx = (
+            _neighborhood_axis(h, pattern.kernel_size),
+            _neighborhood_axis(w, pattern.kernel_size),
+        )
     else:
         my = _window_axis(h, pattern.window_size, pattern.shift)
         mx = _window_axis(w, pattern.window_size, pattern.shift)
@@ -77,7 +80,9 @@ def _pattern_mask_cpu(pattern: AttentionPattern, h: int, w: int) -> Tensor:
 _DEVICE_MASKS: dict[tuple, Tensor] = {}
 
 
-def pattern_mask(pattern: AttentionPattern, h: int, w: int, device: torch.device | str = "cpu") -> Tensor | None:
+def pattern_mask(
+    pattern: AttentionPattern, h: int, w: int, device: torch.device | str = "cpu"
+) -> Tensor | None:
     """``(N, N)`` bool mask (``True`` = may attend), ``N = h·w``; ``None`` for global attention."""
     if pattern.kind == "global":
         return None
@@ -108,7 +113,9 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
         _flex_cache[key] = create_block_mask(mask_mod, None, None, n, length, device=q.device)
     if "compiled" not in _flex_cache:
-        _flex_cache["compiled"] = torch.compile(flex_attention)  # batch size becomes dynamic on change
+        _flex_cache["compiled"] = torch.compile(
+            flex_attention
+        )  # batch size becomes dynamic on change
     with torch.autocast(q.device.type, enabled=False):  # one compiled kernel per shape and dtype
         return _flex_cache["compiled"](q, k, v, block_mask=_flex_cache[key], scale=1.0)
 
@@ -118,7 +125,12 @@ def _use_flex(q: Tensor) -> bool:
 
 
 def attend(
-    q: Tensor, k: Tensor, v: Tensor, pattern: AttentionPattern, grid: tuple[int, int], backend: str = "auto"
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: AttentionPattern,
+    grid: tuple[int, int],
+    backend: str = "auto",
 ) -> Tensor:
     """Attention restricted by ``pattern`` on a ``grid = (h, w)`` of tokens.
 
@@ -176,7 +188,9 @@ class AxialRoPE(nn.Module):
     def __init__(self, d_head: int):
         super().__init__()
         if d_head % 8:
-            raise ValueError(f"d_head={d_head} must be a multiple of 8 for axial RoPE; pick e.g. 32 or 64.")
+            raise ValueError(
+                f"d_head={d_head} must be a multiple of 8 for axial RoPE; pick e.g. 32 or 64."
+            )
         n_freq = d_head // 8
         freqs = torch.exp(torch.linspace(math.log(math.pi), math.log(10 * math.pi), n_freq))
         self.register_buffer("freqs", freqs, persistent=False)
@@ -207,7 +221,10 @@ def compare_attention_backends(
     Run it on a GPU; float32 gives ~1e-5 (TF32-free kernels would give ~1e-6)."""
     gen = torch.Generator().manual_seed(0)
     n = grid[0] * grid[1]
-    q, k, v = (torch.randn(2, 4, length, 64, generator=gen).to(device) for length in (n, groups * n, groups * n))
+    q, k, v = (
+        torch.randn(2, 4, length, 64, generator=gen).to(device)
+        for length in (n, groups * n, groups * n)
+    )
     target = torch.randn(2, 4, n, 64, generator=gen).to(device)
     pattern = AttentionPattern("neighborhood", kernel_size=kernel_size)
     outs, grads = [], []

@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import AttentionPattern, AxialRoPE, apply_rope, attend, grid_positions, scale_for_cosine_sim
+from .attention import (
+    AttentionPattern,
+    AxialRoPE,
+    apply_rope,
+    attend,
+    grid_positions,
+    scale_for_cosine_sim,
+)
 
 if TYPE_CHECKING:
     from .invfussion import Degradation
@@ -111,10 +118,14 @@ class TokenGrid:
 class SelfAttentionBlock(nn.Module):
     """Residual cosine-similarity self-attention with axial RoPE. ``x: (B, h, w, d)``."""
 
-    def __init__(self, width: int, d_head: int, cond_width: int, pattern: AttentionPattern, dropout: float):
+    def __init__(
+        self, width: int, d_head: int, cond_width: int, pattern: AttentionPattern, dropout: float
+    ):
         super().__init__()
         if width % d_head:
-            raise ValueError(f"width {width} is not a multiple of d_head {d_head}; change one of them.")
+            raise ValueError(
+                f"width {width} is not a multiple of d_head {d_head}; change one of them."
+            )
         self.n_heads = width // d_head
         self.d_head = d_head
         self.pattern = pattern
@@ -136,7 +147,9 @@ class SelfAttentionBlock(nn.Module):
     def merge_heads(self, o: Tensor, x: Tensor) -> Tensor:
         return o.transpose(1, 2).reshape(x.shape)
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
+    def forward(
+        self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
+    ) -> Tensor:
         xn = self.norm(x, cond)
         q, k, v = self.qkv(xn).chunk(3, dim=-1)
         q, k = self.qk_embed(self.heads(q), grid), self.qk_embed(self.heads(k), grid)
@@ -150,7 +163,9 @@ class TransformerLayer(nn.Module):
         self.attention = attention
         self.ff = ff
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
+    def forward(
+        self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
+    ) -> Tensor:
         return self.ff(self.attention(x, cond, grid, degradation), cond)
 
 
@@ -159,7 +174,9 @@ class Level(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: "Degradation | None" = None) -> Tensor:
+    def forward(
+        self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
+    ) -> Tensor:
         for layer in self.layers:
             x = layer(x, cond, grid, degradation)
         return x
@@ -189,7 +206,11 @@ class TokenMerge(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, d = x.shape
-        x = x.reshape(b, h // 2, 2, w // 2, 2, d).permute(0, 1, 3, 2, 4, 5).reshape(b, h // 2, w // 2, 4 * d)
+        x = (
+            x.reshape(b, h // 2, 2, w // 2, 2, d)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(b, h // 2, w // 2, 4 * d)
+        )
         return self.proj(x)
 
 
@@ -204,7 +225,12 @@ class TokenSplit(nn.Module):
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         b, h, w, _ = x.shape
         d = skip.shape[-1]
-        x = self.proj(x).reshape(b, h, w, 2, 2, d).permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, d)
+        x = (
+            self.proj(x)
+            .reshape(b, h, w, 2, 2, d)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(b, 2 * h, 2 * w, d)
+        )
         return torch.lerp(skip, x, self.fac.to(x.dtype))
 
 
@@ -216,7 +242,9 @@ class MappingNetwork(nn.Module):
     Returns ``(B, width)``.
     """
 
-    def __init__(self, width: int, depth: int, d_ff: int, num_classes: int, augment_dim: int, dropout: float):
+    def __init__(
+        self, width: int, depth: int, d_ff: int, num_classes: int, augment_dim: int, dropout: float
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.augment_dim = augment_dim
@@ -226,12 +254,19 @@ class MappingNetwork(nn.Module):
         self.aug_proj = nn.Linear(augment_dim, width, bias=False) if augment_dim else None
         self.in_norm = RMSNorm(width)
         self.blocks = nn.ModuleList(
-            nn.Sequential(RMSNorm(width), GEGLU(width, d_ff), nn.Dropout(dropout), zero_init(nn.Linear(d_ff, width, bias=False)))
+            nn.Sequential(
+                RMSNorm(width),
+                GEGLU(width, d_ff),
+                nn.Dropout(dropout),
+                zero_init(nn.Linear(d_ff, width, bias=False)),
+            )
             for _ in range(depth)
         )
         self.out_norm = RMSNorm(width)
 
-    def forward(self, c_noise: Tensor, class_labels: Tensor | None, aug_labels: Tensor | None) -> Tensor:
+    def forward(
+        self, c_noise: Tensor, class_labels: Tensor | None, aug_labels: Tensor | None
+    ) -> Tensor:
         dtype = self.noise_proj.weight.dtype
         emb = self.noise_proj(self.noise_features(c_noise[:, None]).to(dtype))
         if self.class_embed is not None:
@@ -277,7 +312,9 @@ class HDiT(nn.Module):
         n = len(widths)
 
         def level(i: int) -> Level:
-            return Level([layer_factory(i, widths[i], d_ffs[i], patterns[i], j) for j in range(depths[i])])
+            return Level(
+                [layer_factory(i, widths[i], d_ffs[i], patterns[i], j) for j in range(depths[i])]
+            )
 
         self.down_levels = nn.ModuleList(level(i) for i in range(n - 1))
         self.mid_level = level(n - 1)
@@ -285,7 +322,9 @@ class HDiT(nn.Module):
         self.merges = nn.ModuleList(TokenMerge(widths[i], widths[i + 1]) for i in range(n - 1))
         self.splits = nn.ModuleList(TokenSplit(widths[i + 1], widths[i]) for i in range(n - 1))
         self.out_norm = RMSNorm(widths[0])
-        self.patch_out = zero_init(nn.Linear(widths[0], patch_size * patch_size * out_channels, bias=False))
+        self.patch_out = zero_init(
+            nn.Linear(widths[0], patch_size * patch_size * out_channels, bias=False)
+        )
         self.rope = AxialRoPE(d_head)
 
     def _grid(self, h: int, w: int, device: torch.device) -> TokenGrid:
@@ -298,7 +337,7 @@ class HDiT(nn.Module):
         c_noise: Tensor,
         class_labels: Tensor | None = None,
         aug_labels: Tensor | None = None,
-        degradation: "Degradation | None" = None,
+        degradation: Degradation | None = None,
     ) -> Tensor:
         cond = self.mapping(c_noise, class_labels, aug_labels)
         tokens = self.patch_in(patchify(x, self.patch_size).to(self.patch_in.weight.dtype))

@@ -79,7 +79,9 @@ class FeatureDegradationLayer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             stack = tokens_to_stack(z.to(dtype), self.patch, self.channels)  # (B, K, C, H, W)
             measured = torch.cat([y[:, None].to(dtype), op.A(stack)], dim=1)  # (B, K+1, M)
-            mixed = F.gelu(torch.einsum("kl,blm->bkm", self.mix.weight.to(dtype), measured))  # (B, K, M)
+            mixed = F.gelu(
+                torch.einsum("kl,blm->bkm", self.mix.weight.to(dtype), measured)
+            )  # (B, K, M)
             return stack_to_tokens(op.pinv(mixed), self.patch).to(z.dtype)
 
 
@@ -107,7 +109,9 @@ class JointAttentionBlock(SelfAttentionBlock):
         self.joint_k = nn.Linear(2 * width, width, bias=False)
         self.joint_v = nn.Linear(width, width, bias=False)
 
-    def forward(self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
+    ) -> Tensor:
         xn = self.norm(x, cond)
         width = x.shape[-1]
         # One matmul for everything computed from x̃: q, k, v and the x̃ half of the joint keys.
@@ -123,5 +127,11 @@ class JointAttentionBlock(SelfAttentionBlock):
             k_joint = k_joint + k_from_y
         keys = torch.cat([self.heads(k), self.heads(k_joint)], dim=-2)
         values = torch.cat([self.heads(v), self.heads(v_joint)], dim=-2)
-        o = attend(self.qk_embed(self.heads(q), grid), self.qk_embed(keys, grid), values, self.pattern, (grid.h, grid.w))
+        o = attend(
+            self.qk_embed(self.heads(q), grid),
+            self.qk_embed(keys, grid),
+            values,
+            self.pattern,
+            (grid.h, grid.w),
+        )
         return x + self.out(self.dropout(self.merge_heads(o, x)))

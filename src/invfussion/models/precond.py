@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .hdit import HDiT, FourierFeatures, zero_init
+from .hdit import FourierFeatures, HDiT, zero_init
 from .invfussion import Degradation
 
 CONDITIONINGS = ("invfussion", "palette", "unconditional")
@@ -42,7 +42,9 @@ class Denoiser(nn.Module):
     ):
         super().__init__()
         if conditioning not in CONDITIONINGS:
-            raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}.")
+            raise ValueError(
+                f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}."
+            )
         self.backbone = backbone
         self.conditioning = conditioning
         self.img_channels = img_channels
@@ -54,12 +56,23 @@ class Denoiser(nn.Module):
         self.logvar_features = FourierFeatures(1, logvar_channels, seed=1)
         self.logvar_linear = zero_init(nn.Linear(logvar_channels, 1, bias=False))
 
-    def _check(self, x: Tensor, op, y: Tensor | None, class_labels: Tensor | None, aug_labels: Tensor | None) -> None:
+    def _check(
+        self,
+        x: Tensor,
+        op,
+        y: Tensor | None,
+        class_labels: Tensor | None,
+        aug_labels: Tensor | None,
+    ) -> None:
         c, r = self.img_channels, self.img_resolution
         if x.dim() != 4 or x.shape[1:] != (c, r, r):
-            raise ValueError(f"expected images of shape (B, {c}, {r}, {r}), got {tuple(x.shape)}; resize or pick another model.")
+            raise ValueError(
+                f"expected images of shape (B, {c}, {r}, {r}), got {tuple(x.shape)}; resize or pick another model."
+            )
         if self.conditioning != "unconditional" and (op is None) != (y is None):
-            raise ValueError("pass op and y together (y = op.measure(x)), or neither for the zero operator.")
+            raise ValueError(
+                "pass op and y together (y = op.measure(x)), or neither for the zero operator."
+            )
         aug_dim = self.backbone.mapping.augment_dim
         if aug_labels is not None and tuple(aug_labels.shape) != (x.shape[0], aug_dim):
             raise ValueError(
@@ -69,7 +82,9 @@ class Denoiser(nn.Module):
         if class_labels is not None:
             if not self.num_classes:
                 raise ValueError("this model has no classes; call it without class_labels.")
-            if class_labels.dtype.is_floating_point or bool(((class_labels < 0) | (class_labels > self.num_classes)).any()):
+            if class_labels.dtype.is_floating_point or bool(
+                ((class_labels < 0) | (class_labels > self.num_classes)).any()
+            ):
                 raise ValueError(
                     f"class_labels must be integers in [0, {self.num_classes}] ({self.num_classes} = no class); "
                     "map your labels to that range."
@@ -118,12 +133,16 @@ class Denoiser(nn.Module):
             net_in = torch.cat([net_in, a_pinv_y], dim=1)
             if self.conditioning == "invfussion" and op is not None:
                 degradation = Degradation(op, y.to(torch.float32))
-        out = self.backbone(net_in, c_noise, class_labels, aug_labels, degradation).to(torch.float32)
+        out = self.backbone(net_in, c_noise, class_labels, aug_labels, degradation).to(
+            torch.float32
+        )
         denoised = (c_skip * x + c_out * out[:, :c]).to(x_noisy.dtype)
 
         extras = []
         if return_pcs:
             extras.append(out[:, c:].reshape(b, self.pcs, c, *x.shape[2:]).to(x_noisy.dtype))
         if return_logvar:
-            extras.append(self.logvar_linear(self.logvar_features(c_noise[:, None])).reshape(b).float())
+            extras.append(
+                self.logvar_linear(self.logvar_features(c_noise[:, None])).reshape(b).float()
+            )
         return (denoised, *extras) if extras else denoised

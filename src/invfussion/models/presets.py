@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from .attention import ATTENTION_KINDS, AttentionPattern
-from .hdit import HDiT, FeedForwardBlock, MappingNetwork, SelfAttentionBlock, TransformerLayer
+from .hdit import FeedForwardBlock, HDiT, MappingNetwork, SelfAttentionBlock, TransformerLayer
 from .invfussion import JointAttentionBlock, fdl_supported
 from .precond import CONDITIONINGS, Denoiser
 
@@ -65,23 +65,44 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # 4.0M parameters (InvFussion; 3.25M Palette): 64 tokens × 128 around 16 tokens × 256.
     "mnist32": ModelConfig(
-        img_channels=1, img_resolution=32, patch_size=4, widths=(128, 256), depths=(2, 2),
-        attention=("global", "global"), mapping_width=128, mapping_depth=1,
+        img_channels=1,
+        img_resolution=32,
+        patch_size=4,
+        widths=(128, 256),
+        depths=(2, 2),
+        attention=("global", "global"),
+        mapping_width=128,
+        mapping_depth=1,
     ),
     # Authors' FFHQ64 / ImageNet64: 375M parameters (305M as Palette), as the authors report.
     "ffhq64": ModelConfig(
-        img_channels=3, img_resolution=64, patch_size=2, widths=(384, 768, 1536), depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"), dropout=0.05,
+        img_channels=3,
+        img_resolution=64,
+        patch_size=2,
+        widths=(384, 768, 1536),
+        depths=(2, 2, 8),
+        attention=("neighborhood", "neighborhood", "global"),
+        dropout=0.05,
     ),
     "imagenet64": ModelConfig(
-        img_channels=3, img_resolution=64, patch_size=2, widths=(384, 768, 1536), depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"), dropout=0.05,
+        img_channels=3,
+        img_resolution=64,
+        patch_size=2,
+        widths=(384, 768, 1536),
+        depths=(2, 2, 8),
+        attention=("neighborhood", "neighborhood", "global"),
+        dropout=0.05,
         num_classes=1000,
     ),
     # Authors' FFHQ256: 170M parameters; the innermost level (width 1536 < 32²·3) is plain attention.
     "ffhq256": ModelConfig(
-        img_channels=3, img_resolution=256, patch_size=4, widths=(192, 384, 768, 1536), depths=(2, 2, 4, 2),
-        attention=("neighborhood", "neighborhood", "neighborhood", "global"), dropout=0.05,
+        img_channels=3,
+        img_resolution=256,
+        patch_size=4,
+        widths=(192, 384, 768, 1536),
+        depths=(2, 2, 4, 2),
+        attention=("neighborhood", "neighborhood", "neighborhood", "global"),
+        dropout=0.05,
         fdl_levels=(True, True, True, False),
     ),
 }
@@ -95,8 +116,12 @@ def _resolve(preset: str, overrides: dict) -> ModelConfig:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     unknown = sorted(set(overrides) - set(_FIELDS))
     if unknown:
-        raise ValueError(f"unknown model option(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}.")
-    values = {k: (tuple(v) if k in _LIST_FIELDS and v is not None else v) for k, v in overrides.items()}
+        raise ValueError(
+            f"unknown model option(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}."
+        )
+    values = {
+        k: (tuple(v) if k in _LIST_FIELDS and v is not None else v) for k, v in overrides.items()
+    }
     cfg = dataclasses.replace(PRESETS[preset], **values)
     _validate(cfg)
     return cfg
@@ -107,10 +132,14 @@ def _validate(cfg: ModelConfig) -> None:
     for name in ("depths", "attention", "d_ff", "fdl_levels"):
         value = getattr(cfg, name)
         if value is not None and len(value) != n:
-            raise ValueError(f"{name} has {len(value)} entries but widths has {n}; give one per level.")
+            raise ValueError(
+                f"{name} has {len(value)} entries but widths has {n}; give one per level."
+            )
     bad = [a for a in cfg.attention if a not in ATTENTION_KINDS]
     if bad:
-        raise ValueError(f"unknown attention kind {bad[0]!r}; choose one of {', '.join(ATTENTION_KINDS)}.")
+        raise ValueError(
+            f"unknown attention kind {bad[0]!r}; choose one of {', '.join(ATTENTION_KINDS)}."
+        )
     stride = cfg.patch_size * 2 ** (n - 1)
     if cfg.img_resolution % stride:
         raise ValueError(
@@ -119,11 +148,17 @@ def _validate(cfg: ModelConfig) -> None:
         )
     for w in cfg.widths:
         if w % cfg.d_head:
-            raise ValueError(f"width {w} is not a multiple of d_head {cfg.d_head}; change one of them.")
+            raise ValueError(
+                f"width {w} is not a multiple of d_head {cfg.d_head}; change one of them."
+            )
     if cfg.d_head % 8:
-        raise ValueError(f"d_head {cfg.d_head} must be a multiple of 8 (axial RoPE); pick e.g. 32 or 64.")
+        raise ValueError(
+            f"d_head {cfg.d_head} must be a multiple of 8 (axial RoPE); pick e.g. 32 or 64."
+        )
     if min(cfg.depths) < 1 or cfg.num_classes < 0 or cfg.pcs < 0 or cfg.augment_dim < 0:
-        raise ValueError("depths must be ≥ 1 and num_classes, pcs, augment_dim ≥ 0; fix the overrides.")
+        raise ValueError(
+            "depths must be ≥ 1 and num_classes, pcs, augment_dim ≥ 0; fix the overrides."
+        )
 
 
 def _layer_factory(cfg: ModelConfig, conditioning: str):
@@ -136,17 +171,24 @@ def _layer_factory(cfg: ModelConfig, conditioning: str):
         if use and not fdl_supported(width, patch, cfg.img_channels):
             log.warning(
                 "level %d (width %d) is not divisible by patch²·channels = %d: it uses plain attention "
-                "instead of InvFussion blocks.", level, width, patch * patch * cfg.img_channels,
+                "instead of InvFussion blocks.",
+                level,
+                width,
+                patch * patch * cfg.img_channels,
             )
             use = False
         joint.append(use)
 
-    def make(level: int, width: int, d_ff: int, pattern: AttentionPattern, index: int) -> TransformerLayer:
+    def make(
+        level: int, width: int, d_ff: int, pattern: AttentionPattern, index: int
+    ) -> TransformerLayer:
         if pattern.kind == "shifted-window" and index % 2:
             pattern = dataclasses.replace(pattern, shift=pattern.window_size // 2)
         if joint[level]:
             patch = cfg.patch_size * 2**level
-            attn = JointAttentionBlock(width, cfg.d_head, cond_width, pattern, cfg.dropout, patch, cfg.img_channels)
+            attn = JointAttentionBlock(
+                width, cfg.d_head, cond_width, pattern, cfg.dropout, patch, cfg.img_channels
+            )
         else:
             attn = SelfAttentionBlock(width, cfg.d_head, cond_width, pattern, cfg.dropout)
         return TransformerLayer(attn, FeedForwardBlock(width, d_ff, cond_width, cfg.dropout))
@@ -163,13 +205,19 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         **overrides: any :class:`ModelConfig` field (e.g. ``widths=[64, 128]``, ``pcs=4``).
     """
     if conditioning not in CONDITIONINGS:
-        raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}.")
+        raise ValueError(
+            f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}."
+        )
     cfg = _resolve(preset, overrides)
     c = cfg.img_channels
     in_channels = c if conditioning == "unconditional" else 2 * c
     mapping = MappingNetwork(
-        cfg.mapping_width, cfg.mapping_depth, cfg.mapping_d_ff or 3 * cfg.mapping_width,
-        cfg.num_classes, cfg.augment_dim, cfg.dropout,
+        cfg.mapping_width,
+        cfg.mapping_depth,
+        cfg.mapping_d_ff or 3 * cfg.mapping_width,
+        cfg.num_classes,
+        cfg.augment_dim,
+        cfg.dropout,
     )
     backbone = HDiT(
         in_channels=in_channels,
@@ -185,8 +233,17 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
     )
     # Every resolved field, so that a saved model rebuilds even if the preset's defaults change.
     config = {"preset": preset, "conditioning": conditioning}
-    config.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()})
+    config.update(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    )
     return Denoiser(
-        backbone, conditioning, c, cfg.img_resolution, cfg.num_classes, cfg.pcs,
-        cfg.sigma_data, cfg.logvar_channels, config,
+        backbone,
+        conditioning,
+        c,
+        cfg.img_resolution,
+        cfg.num_classes,
+        cfg.pcs,
+        cfg.sigma_data,
+        cfg.logvar_channels,
+        config,
     )
