@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from tqdm import tqdm
 
 from . import seeding
 from .degradations import Operator, ZeroOperator
@@ -225,12 +226,11 @@ def demo(
     images, _ = load_mnist("test")
     # One digit of each class in turn: test images are sorted by digit, 50 each.
     x = images[torch.arange(num_images) % 10 * 50 + torch.arange(num_images) // 10]
-    rows, table = [], ["| degradation | A⁺y | posterior (mean of 2) | MMSE |", "|---|---|---|---|"]
-    for family in degradations:
+    rows, table = [], ["| degradation | A⁺y | posterior (per sample, 2) | MMSE |", "|---|---|---|---|"]
+    for family in tqdm(degradations, desc="demo", disable=not progress):
         op = deg.from_spec(family, image_shape=tuple(x.shape[1:]), batch=num_images, seed=seed)
         y = op.measure(x, seed=seed)
-        result = restore(net, op, y, ["posterior", "mmse"], num_samples=2, seed=seed, reference=x,
-                         progress=progress)
+        result = restore(net, op, y, ["posterior", "mmse"], num_samples=2, seed=seed, reference=x)
         summary = summarize(result, op, y)
         table.append(
             f"| {family} | {float(psnr(result.pinv, x).mean()):.2f} | {summary['posterior']['psnr']:.2f} | "
