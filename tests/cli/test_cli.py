@@ -119,3 +119,13 @@ def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path):
     # Other settings on the same file are refused with one line.
     result = run_cli(*common[:-4], "--steps", "3", "--out", str(out), "--methods", "tiny:mmse")
     assert_one_line_error(result, "other settings")
+
+
+def test_demo_on_the_shipped_model(tmp_path):
+    """The README's main job, on two digits: it loads the shipped model offline and writes the grid."""
+    result = run_cli("demo", "--num-images", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    image = Image.open(tmp_path / "demo.png")
+    assert image.size[1] > 4 * 2 * 32  # four degradations × two digits
+    for family in ("motion-blur", "inpaint-patches", "matrix", "outpaint-box"):
+        assert f"| {family} |" in result.stdout
