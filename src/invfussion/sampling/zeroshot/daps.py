@@ -11,10 +11,11 @@ down to ``sigma_min``):
 3. ``x_{σ_{i+1}} = x₀ + σ_{i+1}·z``; the last level returns ``x₀``.
 
 The Langevin step decays linearly over the levels from ``lr`` to ``lr·lr_min_ratio`` (the
-authors' schedule); it is multiplied by ``(τ/tau)²`` so that the data term moves at the authors'
-rate when ``σ_y > tau`` (they tuned ``lr`` for ``τ = tau`` only), and capped at ``1/L``, with
-``L = ‖A‖²/τ² + 1/σ_i²`` the Lipschitz constant of ``∇U`` (``‖A‖²`` by power iteration), so that
-it cannot diverge on operators whose norm differs from the authors'.
+authors' schedule). Two normalisations make ``lr`` mean what it meant for the authors' operators
+(``‖A‖ ≈ 1``, ``τ = tau``): it is multiplied by ``(τ/tau)²/‖A‖²`` (``‖A‖²`` by power iteration),
+so that the data term moves at the authors' rate for noisy measurements and for operators of
+another norm (our strided blur and average pooling have ``‖A‖² ≈ 1/stride²``); and it is capped
+at ``1/L``, ``L = ‖A‖²/τ² + 1/σ_i²`` the Lipschitz constant of ``∇U``, so that it cannot diverge.
 Defaults follow the authors' pixel-space "DAPS-1K" configuration: 200 levels from σ = 100 to
 0.1, 5 ODE steps to σ = 0.01, 100 Langevin steps, lr 1e-4, τ = 0.01, ``lr_min_ratio`` 0.01:
 1000 denoiser calls. Noisy measurements enter through ``τ``.
@@ -97,6 +98,7 @@ def daps(
     renoise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/daps/renoise", y.device)
     tau_sq = per_example(op.noise_std.clamp_min(tau), x).square()
     a_norm_sq = per_example(_operator_norm_sq(op, seed, idx), x)
+    unit = torch.where(a_norm_sq > 0, a_norm_sq, torch.ones_like(a_norm_sq))  # A = 0: as authors
     levels = sigma_schedule(steps, sigma_min, sigma_max)[:-1]
     x0 = x
     for i, (sigma, sigma_next) in enumerate(steps_bar(levels + [0.0], progress, "daps")):
@@ -105,7 +107,7 @@ def daps(
         for t, t_next in zip(ode[:-1], ode[1:]):
             x0_hat = x0_hat + (t_next - t) / t * (x0_hat - denoise(net, x0_hat, t))
         ratio = i / steps
-        step = lr * (1 + ratio * (lr_min_ratio - 1)) * tau_sq / tau**2
+        step = lr * (1 + ratio * (lr_min_ratio - 1)) * tau_sq / tau**2 / unit
         step = torch.minimum(step, 1 / (a_norm_sq / tau_sq + 1 / sigma**2))
         x0 = x0_hat
         kicks = langevin_noise.draw(langevin_steps) if langevin_steps > 0 else None
