@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 
 def example_seed(seed: int, index: int, stream: str = "") -> int:
@@ -47,3 +48,30 @@ def randn(
         for i in as_indices(indices)
     ]
     return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+class ExampleNoise:
+    """Per-example Gaussian streams: draw k of example ``i`` depends on ``(seed, stream, i, k)``.
+
+    ``draw()`` returns ``(B, *shape)`` standard normal noise; ``draw(count)`` returns
+    ``(count, B, *shape)`` in one transfer (a different, equally fixed, sequence of draws).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        indices: Sequence[int],
+        shape: Sequence[int],
+        stream: str,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.generators = [example_generator(seed, i, stream) for i in indices]
+        self.shape, self.device, self.dtype = tuple(shape), device, dtype
+
+    def draw(self, count: int | None = None) -> Tensor:
+        if count is None:
+            rows = [torch.randn(self.shape, generator=g) for g in self.generators]
+            return torch.stack(rows).to(device=self.device, dtype=self.dtype)
+        rows = [torch.randn((count, *self.shape), generator=g) for g in self.generators]
+        return torch.stack(rows, 1).to(device=self.device, dtype=self.dtype)

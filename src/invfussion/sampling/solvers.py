@@ -61,14 +61,6 @@ def karras_sigmas(
     return torch.cat([sigmas, sigmas.new_zeros(1)]).to(dtype)
 
 
-def _noise_source(
-    seed: int, indices: list[int], stream: str
-) -> Callable[[tuple[int, ...]], Tensor]:
-    """Per-example generators; each call returns ``(B, *shape)`` standard normal float32 on the CPU."""
-    generators = [seeding.example_generator(seed, i, stream) for i in indices]
-    return lambda shape: torch.stack([torch.randn(shape, generator=g) for g in generators])
-
-
 def _guided(
     net: Callable, op: Operator | None, y: Tensor | None, class_labels, cfg: float | None
 ) -> Callable:
@@ -87,7 +79,7 @@ def _guided(
 def _integrate(
     denoise: Callable[[Tensor, float], Tensor],
     x: Tensor,
-    noise: Callable[[tuple[int, ...]], Tensor],
+    noise: seeding.ExampleNoise,
     sigmas: list[float],
     solver: str,
     churn: float,
@@ -119,7 +111,7 @@ def _integrate(
         )
         sigma_hat = sigma * (1 + gamma)
         if gamma > 0:
-            fresh = noise(tuple(x.shape[1:])).to(x.device, x.dtype)
+            fresh = noise.draw().to(x.dtype)
             x = x + s_noise * math.sqrt(sigma_hat**2 - sigma**2) * fresh
         slope = (x - denoise(x, sigma_hat)) / sigma_hat
         x_next = x + (sigma_next - sigma_hat) * slope
@@ -209,8 +201,9 @@ def posterior(
     denoise = _guided(net, op, y, class_labels, cfg)
     samples = []
     for j in range(1 if num_samples is None else num_samples):
-        noise = _noise_source(seed, index_list, "sample" if num_samples is None else f"sample/{j}")
-        x = noise(batch_shape[1:]).to(device) * sigmas[0]
+        stream = "sample" if num_samples is None else f"sample/{j}"
+        noise = seeding.ExampleNoise(seed, index_list, batch_shape[1:], stream, device)
+        x = noise.draw() * sigmas[0]
         samples.append(
             _integrate(denoise, x, noise, sigmas, solver, churn, s_min, s_max, s_noise, progress)
         )

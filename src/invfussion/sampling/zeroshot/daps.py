@@ -32,7 +32,6 @@ from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    ExampleNoise,
     adjoint,
     denoise,
     per_example,
@@ -94,8 +93,8 @@ def daps(
             "lower ode_sigma_min or raise sigma_min."
         )
     idx, x = start(op, y, seed, indices, "daps", sigma_max)
-    langevin_noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/daps/langevin", y.device)
-    renoise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/daps/renoise", y.device)
+    langevin_noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/daps/langevin", y.device)
+    renoise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/daps/renoise", y.device)
     tau_sq = per_example(op.noise_std.clamp_min(tau), x).square()
     a_norm_sq = per_example(_operator_norm_sq(op, seed, idx), x)
     unit = torch.where(a_norm_sq > 0, a_norm_sq, torch.ones_like(a_norm_sq))  # A = 0: as authors

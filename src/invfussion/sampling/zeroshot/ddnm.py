@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    ExampleNoise,
     ddim_noise_std,
     ddim_step,
     denoise,
@@ -54,7 +54,7 @@ def ddnm(
         eta: DDIM stochasticity (0 deterministic, 1 ancestral).
     """
     idx, x = start(op, y, seed, indices, "ddnm", sigma_max)
-    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
+    noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
     sigma_eff = effective_noise_std(op, seed, idx).to(x.dtype)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "ddnm"

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    ExampleNoise,
     denoise,
     effective_noise_std,
     per_example,
@@ -58,7 +58,7 @@ def ddrm(
         eta_b: weight of the measurement in the range-space update where it is trusted.
     """
     idx, x = start(op, y, seed, indices, "ddrm", sigma_max)
-    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddrm/step", y.device)
+    noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddrm/step", y.device)
     sigma_eff = per_example(effective_noise_std(op, seed, idx), x)
     y_bar = op.pinv(y)
 

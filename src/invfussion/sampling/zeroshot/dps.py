@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    ExampleNoise,
     ddim_noise_std,
     ddim_step,
     denoise,
@@ -49,7 +49,7 @@ def dps(
         zeta: guidance step on ``∇‖y − A x̂₀‖`` (0 gives unguided ancestral sampling).
     """
     idx, x = start(op, y, seed, indices, "dps", sigma_max)
-    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/dps/step", y.device)
+    noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/dps/step", y.device)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "dps"
     ):

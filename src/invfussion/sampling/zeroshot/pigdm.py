@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    ExampleNoise,
     adjoint,
     ddim_noise_std,
     ddim_step,
@@ -62,7 +62,7 @@ def pigdm(
         guidance: multiplier of the guidance term (1 is the method; 0 gives unguided DDIM).
     """
     idx, x = start(op, y, seed, indices, "pigdm", sigma_max)
-    noise = ExampleNoise(seed, idx, op.image_shape, "zeroshot/pigdm/step", y.device)
+    noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/pigdm/step", y.device)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "pigdm"
     ):
