@@ -84,16 +84,6 @@ PRESETS: dict[str, ModelConfig] = {
         attention=("neighborhood", "neighborhood", "global"),
         dropout=0.05,
     ),
-    "imagenet64": ModelConfig(
-        img_channels=3,
-        img_resolution=64,
-        patch_size=2,
-        widths=(384, 768, 1536),
-        depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"),
-        dropout=0.05,
-        num_classes=1000,
-    ),
     # Authors' FFHQ256: 170M parameters; the innermost level (width 1536 < 32²·3) is plain attention.
     "ffhq256": ModelConfig(
         img_channels=3,
@@ -106,6 +96,8 @@ PRESETS: dict[str, ModelConfig] = {
         fdl_levels=(True, True, True, False),
     ),
 }
+# ImageNet64: the FFHQ64 network with 1000 classes (+ the null class for guidance).
+PRESETS["imagenet64"] = dataclasses.replace(PRESETS["ffhq64"], num_classes=1000)
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 _LIST_FIELDS = ("widths", "depths", "attention", "d_ff", "fdl_levels")
