@@ -62,6 +62,17 @@ class ModelConfig:
     logvar_channels: int = 128
 
 
+# Authors' FFHQ64 / ImageNet64: 375M parameters (305M as Palette), as the authors report.
+_FFHQ64 = ModelConfig(
+    img_channels=3,
+    img_resolution=64,
+    patch_size=2,
+    widths=(384, 768, 1536),
+    depths=(2, 2, 8),
+    attention=("neighborhood", "neighborhood", "global"),
+    dropout=0.05,
+)
+
 PRESETS: dict[str, ModelConfig] = {
     # 4.0M parameters (InvFussion; 3.25M Palette): 64 tokens × 128 around 16 tokens × 256.
     "mnist32": ModelConfig(
@@ -74,16 +85,9 @@ PRESETS: dict[str, ModelConfig] = {
         mapping_width=128,
         mapping_depth=1,
     ),
-    # Authors' FFHQ64 / ImageNet64: 375M parameters (305M as Palette), as the authors report.
-    "ffhq64": ModelConfig(
-        img_channels=3,
-        img_resolution=64,
-        patch_size=2,
-        widths=(384, 768, 1536),
-        depths=(2, 2, 8),
-        attention=("neighborhood", "neighborhood", "global"),
-        dropout=0.05,
-    ),
+    "ffhq64": _FFHQ64,
+    # ImageNet64: the FFHQ64 network with 1000 classes (+ the null class for guidance).
+    "imagenet64": dataclasses.replace(_FFHQ64, num_classes=1000),
     # Authors' FFHQ256: 170M parameters; the innermost level (width 1536 < 32²·3) is plain attention.
     "ffhq256": ModelConfig(
         img_channels=3,
@@ -96,8 +100,6 @@ PRESETS: dict[str, ModelConfig] = {
         fdl_levels=(True, True, True, False),
     ),
 }
-# ImageNet64: the FFHQ64 network with 1000 classes (+ the null class for guidance).
-PRESETS["imagenet64"] = dataclasses.replace(PRESETS["ffhq64"], num_classes=1000)
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 _LIST_FIELDS = ("widths", "depths", "attention", "d_ff", "fdl_levels")
