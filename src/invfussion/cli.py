@@ -39,7 +39,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    import torch
 
     from . import degradations as deg
     from .data import load_mnist
@@ -62,9 +61,8 @@ def _restore(args: argparse.Namespace) -> int:
     x = x.to(args.device)
     op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
     y = op.measure(x, seed=args.seed)
-    with torch.no_grad() if not set(args.method) & {"dps", "pigdm"} else torch.enable_grad():
-        result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
-                         steps=args.steps, solver=args.solver, reference=x, progress=True)
+    result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
+                     steps=args.steps, solver=args.solver, reference=x, progress=True)
     summary = {"model": args.model, "degradation": args.degradation, "seed": args.seed,
                "methods": summarize(result, op, y)}
     written = write_restoration(result, args.out, summary, uncertainty=args.uncertainty)

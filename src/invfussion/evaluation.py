@@ -107,17 +107,14 @@ def evaluate_cell(
     check_method(method, net, probe)
     psnrs, consist, firsts, projected = [], [], [], []
     seconds, nfe = 0.0, 0
-    grad = torch.enable_grad() if method in ("dps", "pigdm") else torch.no_grad()
     for start in tqdm(range(0, n, spec.batch_size), desc=f"{method} @ {spec_text}", leave=False):
         idx = list(range(start, min(start + spec.batch_size, n)))
         op = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), indices=idx, seed=spec.seed, device=spec.device)
         xb = x[idx].to(spec.device)
         y = op.measure(xb, seed=spec.seed, indices=idx)
         t0 = time.perf_counter()
-        with grad:
-            out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps)
+        out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps)
         seconds += time.perf_counter() - t0
-        out = out.detach()
         psnrs.append(torch.stack([psnr(o, xb) for o in out.unbind(1)], 1).cpu())
         consist.append(consistency(op, out[:, 0], y).cpu())
         firsts.append(out[:, 0].cpu())

@@ -64,6 +64,7 @@ def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
         )
 
 
+@torch.no_grad()  # DPS and ΠGDM switch gradients on around their own network calls
 def run_method(
     method: str,
     net: torch.nn.Module,
