@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -47,7 +47,6 @@ class EvaluationSpec:
     steps: int | None = None
     batch_size: int = 100
     device: str = "cpu"
-    cells: dict[str, dict] = field(default_factory=dict)
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -157,9 +156,9 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
             "model": key, "method": method, "degradation": spec_text,
             **evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features),
         }
-        _write_atomic(out, {"format": RESULTS_FORMAT, "spec": {**asdict(spec), "cells": {}}, "cells": cells})
-    record = {"format": RESULTS_FORMAT, "spec": {**asdict(spec), "cells": {}}, "cells": cells}
-    _write_atomic(out, record)
+        _write_atomic(out, {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells})
+    record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
+    _write_atomic(out, record)  # also when every cell was already there
     return record
 
 
