@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
 from . import seeding
+from .data.datasets import image_to_tensor
 from .degradations import Operator, ZeroOperator
 from .metrics import consistency, psnr
 from .sampling import mmse, posterior, zeroshot
@@ -198,9 +198,7 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int]) -> Tensor:
             f"{path} is {pil.size[0]}×{pil.size[1]} but the model expects {image_shape[2]}×{image_shape[1]}; "
             "resize it (e.g. with `invfussion prepare-data`)."
         )
-    array = np.asarray(pil.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())[None] / 127.5 - 1.0
+    return image_to_tensor(pil, channels)[None]
 
 
 DEMO_DEGRADATIONS = ("motion-blur", "inpaint-patches", "matrix", "outpaint-box")

@@ -62,6 +62,13 @@ def read_labels_json(text: str, source: str) -> dict[str, int]:
         ) from None
 
 
+def image_to_tensor(image: Image.Image, channels: int) -> Tensor:
+    """A Pillow image as ``(C, H, W)`` float32 in [-1, 1], converted to ``channels`` (1 or 3)."""
+    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.transpose(2, 0, 1).copy()) / 127.5 - 1.0
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Base for file-backed datasets: subclasses list ``names`` and implement ``_read_bytes``."""
 
@@ -137,9 +144,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 f"image {self.names[index]} in {self.source} is {image.size[0]}×{image.size[1]}, "
                 f"expected {self.resolution}×{self.resolution}; run `invfussion prepare-data` to crop and resize."
             )
-        array = np.asarray(image.convert("L" if self.channels == 1 else "RGB"), dtype=np.float32)
-        array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(array.transpose(2, 0, 1).copy()) / 127.5 - 1.0
+        return image_to_tensor(image, self.channels)
 
 
 class ImageFolderDataset(ImageDataset):
