@@ -39,7 +39,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-
     from . import degradations as deg
     from .data import load_mnist
     from .models import load

@@ -33,7 +33,7 @@ class EvaluationSpec:
         models: key → shipped name or checkpoint path, e.g. ``{"invfussion": "mnist32-invfussion"}``.
         methods: ``"key:method"`` entries, e.g. ``"invfussion:posterior"``, ``"unconditional:ddrm"``.
         degradations: operator specs (``noise=σ_y`` for noisy columns).
-        num_images: how many test digits (balanced over classes, see :func:`balanced_test_indices`).
+        num_images: how many test digits (balanced over classes, see :func:`invfussion.data.balanced_test_indices`).
         samples_per_image: posterior samples per digit (PSNR averages over them).
         steps: sampler steps (``None``: each method's default budget).
     """
@@ -59,14 +59,6 @@ class EvaluationSpec:
                 )
             pairs.append((key, method))
         return pairs
-
-
-def balanced_test_indices(n: int) -> Tensor:
-    """Indices of ``n ≤ 500`` embedded test digits taking the classes in turn (0, 1, …, 9, 0, …)."""
-    if not 1 <= n <= 500:
-        raise ValueError(f"the embedded test split has 500 digits; asked for {n}.")
-    i = torch.arange(n)
-    return i % 10 * 50 + i // 10
 
 
 def cell_key(model: str, method: str, spec: str) -> str:
@@ -134,7 +126,7 @@ def evaluate_cell(
 
 def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     """Evaluate every (method, degradation) cell of ``spec``; returns and writes the results JSON."""
-    from .data import load_mnist
+    from .data import balanced_test_indices, load_mnist
     from .models import load
 
     out = Path(out)

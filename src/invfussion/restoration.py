@@ -218,13 +218,12 @@ def demo(
     one below the other) and returns its path and a Markdown PSNR table.
     """
     from . import degradations as deg
-    from .data import load_mnist
+    from .data import balanced_test_indices, load_mnist
     from .models import load
 
     net = load(model)
     images, _ = load_mnist("test")
-    # One digit of each class in turn: test images are sorted by digit, 50 each.
-    x = images[torch.arange(num_images) % 10 * 50 + torch.arange(num_images) // 10]
+    x = images[balanced_test_indices(num_images)]
     rows, table = [], ["| degradation | A⁺y | posterior (per sample, 2) | MMSE |", "|---|---|---|---|"]
     for family in tqdm(degradations, desc="demo", disable=not progress):
         op = deg.from_spec(family, image_shape=tuple(x.shape[1:]), batch=num_images, seed=seed)

@@ -2,7 +2,7 @@
 
 from .augment import Augment
 from .datasets import ImageFolderDataset, MNISTDataset, ZipDataset, open_dataset
-from .mnist import load_mnist
+from .mnist import balanced_test_indices, load_mnist
 from .prepare import prepare_data
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ImageFolderDataset",
     "MNISTDataset",
     "ZipDataset",
+    "balanced_test_indices",
     "load_mnist",
     "open_dataset",
     "prepare_data",

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 TRAIN_PER_DIGIT = 450
+TEST_PER_DIGIT = 50
 SPLITS = ("train", "test")
 
 
@@ -64,3 +65,11 @@ def load_mnist(split: str = "train") -> tuple[Tensor, Tensor]:
         position[rows] = np.arange(len(rows))
     keep = position < TRAIN_PER_DIGIT if split == "train" else position >= TRAIN_PER_DIGIT
     return torch.from_numpy(images[keep].copy()), torch.from_numpy(labels[keep].copy())
+
+
+def balanced_test_indices(n: int) -> Tensor:
+    """Indices of ``n ≤ 500`` embedded test digits taking the classes in turn (0, 1, …, 9, 0, …)."""
+    if not 1 <= n <= 10 * TEST_PER_DIGIT:
+        raise ValueError(f"the embedded test split has {10 * TEST_PER_DIGIT} digits; asked for {n}.")
+    i = torch.arange(n)
+    return i % 10 * TEST_PER_DIGIT + i // 10
