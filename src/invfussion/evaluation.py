@@ -9,7 +9,6 @@ results JSON at once (atomically), so an interrupted evaluation resumes where it
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from . import degradations as deg
 from .metrics import MnistFeatures, consistency, frechet_distance, psnr
 from .restoration import check_method, run_method
+from .training.checkpoint import write_text_atomically
 
 RESULTS_FORMAT = "invfussion-evaluation/1"
 
@@ -63,12 +63,6 @@ class EvaluationSpec:
 
 def cell_key(model: str, method: str, spec: str) -> str:
     return f"{model}:{method} @ {spec}"
-
-
-def _write_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _load_results(path: Path, spec: EvaluationSpec) -> dict:
@@ -135,6 +129,7 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     for spec_text in spec.degradations:
         deg.parse_spec(spec_text)  # fail before any work on a bad spec
     cells = _load_results(out, spec)
+    record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
     images, _ = load_mnist("test")
     x = images[balanced_test_indices(spec.num_images)]
     features = MnistFeatures(device=spec.device)
@@ -148,9 +143,8 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
             "model": key, "method": method, "degradation": spec_text,
             **evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features),
         }
-        _write_atomic(out, {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells})
-    record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
-    _write_atomic(out, record)  # also when every cell was already there
+        write_text_atomically(out, json.dumps(record, indent=2) + "\n")  # each finished cell at once
+    write_text_atomically(out, json.dumps(record, indent=2) + "\n")  # also when none was left to do
     return record
 
 

@@ -54,7 +54,8 @@ def _replace_atomically(tmp: Path, dest: Path) -> None:
     _fsync_dir(dest.parent)
 
 
-def _write_text_atomically(dest: Path, text: str) -> None:
+def write_text_atomically(dest: Path, text: str) -> None:
+    """Write ``text`` to ``dest`` so that a crash leaves the old file or the new one, never a part."""
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     _replace_atomically(tmp, dest)
@@ -80,8 +81,8 @@ def save_checkpoint(
     save_file(cpu, str(tmp), metadata={"format": FORMAT, "id": checkpoint_id, "step": str(int(step))})
     _replace_atomically(tmp, weights)
     record = {"format": FORMAT, "id": checkpoint_id, "step": int(step), **meta}
-    _write_text_atomically(config, json.dumps(record, indent=2, sort_keys=True))
-    _write_text_atomically(directory / LATEST, stem + "\n")
+    write_text_atomically(config, json.dumps(record, indent=2, sort_keys=True))
+    write_text_atomically(directory / LATEST, stem + "\n")
     if keep is not None:
         prune_checkpoints(directory, keep)
     return weights
