@@ -44,6 +44,8 @@ def _restore(args: argparse.Namespace) -> int:
     from .models import load
     from .restoration import restore, summarize, write_restoration
 
+    if args.uncertainty and args.num_samples < 2:  # fail before any sampling
+        raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
     net = load(args.model, device=args.device)
     shape = (net.img_channels, net.img_resolution, net.img_resolution)
     if args.input is not None:

@@ -147,6 +147,8 @@ def write_restoration(
     """Write PNGs (``reference``, ``pinv``, ``<method>-<s>``, a ``grid``) and ``metrics.json`` for
     the first example of ``result``; ``uncertainty > 0`` adds the per-pixel std map and the top
     ``uncertainty`` sample-PCA directions of each sampling method (needs ≥ 2 samples)."""
+    if uncertainty and all(out.shape[1] < 2 for out in result.outputs.values()):
+        raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

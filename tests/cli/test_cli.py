@@ -97,6 +97,12 @@ def test_corrupt_image_and_checkpoint(tiny_run, tmp_path):
     assert_one_line_error(result, "corrupt")
 
 
+def test_uncertainty_needs_several_samples(tiny_run, tmp_path):
+    result = run_cli("restore", "--model", str(tiny_run), "--dataset-index", "0", "--degradation", "matrix",
+                     "--num-samples", "1", "--steps", "2", "--uncertainty", "1", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "at least 2 samples")
+
+
 def test_unknown_model_name(tmp_path):
     result = run_cli("restore", "--model", "no-such-model", "--dataset-index", "0", "--degradation", "matrix",
                      "--out", str(tmp_path / "o"))
