@@ -114,6 +114,14 @@ def _prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.host, args.port, model=args.model, nppc_model=args.nppc_model or None, device=args.device,
+          steps=args.steps)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invfussion",
@@ -211,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest")
     p.add_argument("--resolution", type=int, required=True)
     p.set_defaults(run=_prepare_data)
+
+    p = sub.add_parser("serve", help="a web page to restore images in the browser")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--model", default="mnist32-invfussion", help="shipped name, checkpoint file or run directory")
+    p.add_argument("--nppc-model", default="mnist32-nppc", help="model for the principal directions ('' for sample PCA)")
+    p.add_argument("--steps", type=int, default=32, help="Heun steps per posterior sample")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_serve)
     return parser
 
 

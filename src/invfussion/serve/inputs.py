@@ -1,0 +1,118 @@
+"""What the web page sends, turned into library inputs: an image tensor and an operator batch.
+
+Every function raises ``ValueError`` with one sentence naming the problem and the fix; the
+server shows that sentence on the page (HTTP 400).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from .. import degradations as deg
+from ..data.datasets import image_to_tensor
+from ..data.prepare import center_crop_resize
+from ..degradations.spec import NOISE
+
+MAX_UPLOAD_PIXELS = 4096 * 4096
+MASK = "mask"
+"""The degradation name of a mask painted on the page (anything else is a spec string)."""
+
+
+def decode_upload(data: Any, image_shape: tuple[int, int, int], invert: bool = False) -> tuple[Tensor, list[str]]:
+    """An uploaded image file as the model's input, and a note for each conversion made.
+
+    Args:
+        data: the file's bytes in base64, optionally as a ``data:`` URL.
+        image_shape: the model's ``(C, H, W)`` with ``H = W``; other sizes are centre-cropped to a
+            square and resized, colour is converted to the model's channel count.
+        invert: negate the image (dark ink on light paper → the MNIST models' light on dark).
+
+    Returns:
+        ``(1, C, H, W)`` float32 in [-1, 1] and the notes (empty if the file was used as is).
+    """
+    if not isinstance(data, str) or not data:
+        raise ValueError("the upload is empty; choose a PNG or JPEG file.")
+    try:
+        raw = base64.b64decode(data.rpartition(",")[2], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the upload is not base64-encoded file data; choose a PNG or JPEG file.") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            width, height = image.size
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise ValueError(f"the image is {width}×{height}, too large to read; upload one under 4096×4096.")
+            image.load()
+            pil = image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
+        raise ValueError("the uploaded file is not an image that can be read; choose a PNG or JPEG file.") from None
+    channels, side = image_shape[0], image_shape[1]
+    notes = []
+    grey = pil.mode in ("1", "L", "LA", "I", "I;16", "F")
+    if channels == 1 and not grey:
+        notes.append("converted the colour image to grayscale (the model is grayscale).")
+    if channels == 3 and grey:
+        notes.append("converted the grayscale image to RGB (the model is RGB).")
+    if pil.size != (side, side):
+        crop = " after cropping its centred square" if width != height else ""
+        notes.append(f"resized the {width}×{height} image to {side}×{side}{crop} (the model's size).")
+        pil = center_crop_resize(pil.convert("L" if channels == 1 else "RGB"), side)
+    x = image_to_tensor(pil, channels)[None]
+    if invert:
+        x = -x
+        notes.append("inverted the image.")
+    elif channels == 1 and float(x.mean()) > 0:
+        notes.append("the image is mostly light, while the MNIST models expect a light digit on black; "
+                     "tick “invert” if the restorations look wrong.")
+    return x, notes
+
+
+def noise_level(value: Any) -> float:
+    """σ_y from the page (a number ≥ 0)."""
+    return float(NOISE.parse("σ_y", str(value)))
+
+
+def spec_operator(spec: Any, image_shape: tuple[int, int, int], noise: float, seed: int,
+                  device: torch.device | str = "cpu") -> deg.Operator:
+    """A batch of one operator from a spec string, with ``noise`` (σ_y > 0) added to the spec."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("no degradation given; pick one or write a spec like 'motion-blur:stride=2'.")
+    spec = spec.strip()
+    if noise > 0:
+        spec = f"{spec}{',' if ':' in spec else ':'}noise={noise!r}"
+    return deg.from_spec(spec, image_shape=image_shape, batch=1, seed=seed, device=device)
+
+
+def mask_operator(hidden: Any, image_shape: tuple[int, int, int], noise: float,
+                  device: torch.device | str = "cpu") -> deg.MaskOperator:
+    """The in-painting operator of a painted mask.
+
+    Args:
+        hidden: ``H·W`` characters ``0``/``1`` in row-major order, ``1`` where the user painted
+            over a pixel (it is not observed).
+        image_shape: ``(C, H, W)``; noise: σ_y.
+    """
+    _, height, width = image_shape
+    if not isinstance(hidden, str) or len(hidden) != height * width or set(hidden) - {"0", "1"}:
+        raise ValueError(f"the painted mask must be {height * width} characters 0/1 ({height}×{width}); "
+                         "reload the page and paint again.")
+    visible = torch.tensor([c == "0" for c in hidden]).reshape(1, height, width)
+    if not bool(visible.any()):
+        raise ValueError("the painted mask hides every pixel; leave some pixels unpainted.")
+    op = deg.MaskOperator(image_shape, visible)
+    op.noise_std = torch.full((1,), noise)
+    return op.to(device)
+
+
+def bounded_int(payload: dict, key: str, default: int, low: int, high: int) -> int:
+    """``payload[key]`` (or ``default``) as an integer in ``[low, high]``."""
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or not low <= value <= high:
+        raise ValueError(f"{key.replace('_', ' ')} must be an integer from {low} to {high}, got {value!r}.")
+    return int(value)
