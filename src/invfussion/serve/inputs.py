@@ -25,7 +25,9 @@ MASK = "mask"
 """The degradation name of a mask painted on the page (anything else is a spec string)."""
 
 
-def decode_upload(data: Any, image_shape: tuple[int, int, int], invert: bool = False) -> tuple[Tensor, list[str]]:
+def decode_upload(
+    data: Any, image_shape: tuple[int, int, int], invert: bool = False
+) -> tuple[Tensor, list[str]]:
     """An uploaded image file as the model's input, and a note for each conversion made.
 
     Args:
@@ -42,16 +44,22 @@ def decode_upload(data: Any, image_shape: tuple[int, int, int], invert: bool = F
     try:
         raw = base64.b64decode(data.rpartition(",")[2], validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("the upload is not base64-encoded file data; choose a PNG or JPEG file.") from None
+        raise ValueError(
+            "the upload is not base64-encoded file data; choose a PNG or JPEG file."
+        ) from None
     try:
         with Image.open(io.BytesIO(raw)) as image:
             width, height = image.size
             if width * height > MAX_UPLOAD_PIXELS:
-                raise ValueError(f"the image is {width}×{height}, too large to read; upload one under 4096×4096.")
+                raise ValueError(
+                    f"the image is {width}×{height}, too large to read; upload one under 4096×4096."
+                )
             image.load()
             pil = image.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
-        raise ValueError("the uploaded file is not an image that can be read; choose a PNG or JPEG file.") from None
+        raise ValueError(
+            "the uploaded file is not an image that can be read; choose a PNG or JPEG file."
+        ) from None
     channels, side = image_shape[0], image_shape[1]
     notes = []
     grey = pil.mode in ("1", "L", "LA", "I", "I;16", "F")
@@ -61,15 +69,19 @@ def decode_upload(data: Any, image_shape: tuple[int, int, int], invert: bool = F
         notes.append("converted the grayscale image to RGB (the model is RGB).")
     if pil.size != (side, side):
         crop = " after cropping its centred square" if width != height else ""
-        notes.append(f"resized the {width}×{height} image to {side}×{side}{crop} (the model's size).")
+        notes.append(
+            f"resized the {width}×{height} image to {side}×{side}{crop} (the model's size)."
+        )
         pil = center_crop_resize(pil.convert("L" if channels == 1 else "RGB"), side)
     x = image_to_tensor(pil, channels)[None]
     if invert:
         x = -x
         notes.append("inverted the image.")
     elif channels == 1 and float(x.mean()) > 0:
-        notes.append("the image is mostly light, while the MNIST models expect a light digit on black; "
-                     "tick “invert” if the restorations look wrong.")
+        notes.append(
+            "the image is mostly light, while the MNIST models expect a light digit on black; "
+            "tick “invert” if the restorations look wrong."
+        )
     return x, notes
 
 
@@ -78,19 +90,27 @@ def noise_level(value: Any) -> float:
     return float(NOISE.parse("σ_y", str(value)))
 
 
-def spec_operator(spec: Any, image_shape: tuple[int, int, int], noise: float, seed: int,
-                  device: torch.device | str = "cpu") -> deg.Operator:
+def spec_operator(
+    spec: Any,
+    image_shape: tuple[int, int, int],
+    noise: float,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> deg.Operator:
     """A batch of one operator from a spec string, with ``noise`` (σ_y > 0) added to the spec."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("no degradation given; pick one or write a spec like 'motion-blur:stride=2'.")
+        raise ValueError(
+            "no degradation given; pick one or write a spec like 'motion-blur:stride=2'."
+        )
     spec = spec.strip()
     if noise > 0:
         spec = f"{spec}{',' if ':' in spec else ':'}noise={noise!r}"
     return deg.from_spec(spec, image_shape=image_shape, batch=1, seed=seed, device=device)
 
 
-def mask_operator(hidden: Any, image_shape: tuple[int, int, int], noise: float,
-                  device: torch.device | str = "cpu") -> deg.MaskOperator:
+def mask_operator(
+    hidden: Any, image_shape: tuple[int, int, int], noise: float, device: torch.device | str = "cpu"
+) -> deg.MaskOperator:
     """The in-painting operator of a painted mask.
 
     Args:
@@ -100,8 +120,10 @@ def mask_operator(hidden: Any, image_shape: tuple[int, int, int], noise: float,
     """
     _, height, width = image_shape
     if not isinstance(hidden, str) or len(hidden) != height * width or set(hidden) - {"0", "1"}:
-        raise ValueError(f"the painted mask must be {height * width} characters 0/1 ({height}×{width}); "
-                         "reload the page and paint again.")
+        raise ValueError(
+            f"the painted mask must be {height * width} characters 0/1 ({height}×{width}); "
+            "reload the page and paint again."
+        )
     visible = torch.tensor([c == "0" for c in hidden]).reshape(1, height, width)
     if not bool(visible.any()):
         raise ValueError("the painted mask hides every pixel; leave some pixels unpainted.")
@@ -113,6 +135,13 @@ def mask_operator(hidden: Any, image_shape: tuple[int, int, int], noise: float,
 def bounded_int(payload: dict, key: str, default: int, low: int, high: int) -> int:
     """``payload[key]`` (or ``default``) as an integer in ``[low, high]``."""
     value = payload.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or not low <= value <= high:
-        raise ValueError(f"{key.replace('_', ' ')} must be an integer from {low} to {high}, got {value!r}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value != int(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(
+            f"{key.replace('_', ' ')} must be an integer from {low} to {high}, got {value!r}."
+        )
     return int(value)

@@ -48,10 +48,10 @@ class RestorationHandler(BaseHTTPRequestHandler):
     server: RestorationServer
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_GET(self) -> None:  # the http.server naming
         self._answer(self._route_get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer(self._route_post)
 
     def _answer(self, route) -> None:
@@ -65,8 +65,10 @@ class RestorationHandler(BaseHTTPRequestHandler):
             self._send_json({"error": str(exc).strip().splitlines()[0]}, HTTPStatus.BAD_REQUEST)
         except Exception as exc:  # noqa: BLE001 (logged here; the page gets one line)
             traceback.print_exc(file=sys.stderr)
-            self._send_json({"error": f"internal error ({type(exc).__name__}); see the server's log."},
-                            HTTPStatus.INTERNAL_SERVER_ERROR)
+            self._send_json(
+                {"error": f"internal error ({type(exc).__name__}); see the server's log."},
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+            )
 
     def _route_get(self, path: str) -> None:
         service = self.server.service
@@ -87,7 +89,9 @@ class RestorationHandler(BaseHTTPRequestHandler):
             return self._send_json(service.add_upload(self._read_json()))
         if path == "/api/jobs":
             return self._send_json(service.submit(self._read_json()).status(), HTTPStatus.ACCEPTED)
-        raise RequestError(HTTPStatus.NOT_FOUND, f"cannot POST to {path}; use /api/uploads or /api/jobs.")
+        raise RequestError(
+            HTTPStatus.NOT_FOUND, f"cannot POST to {path}; use /api/uploads or /api/jobs."
+        )
 
     def _get_digit(self, index: str) -> None:
         self._send_png(self.server.service.digit_png(int(index)))
@@ -98,7 +102,9 @@ class RestorationHandler(BaseHTTPRequestHandler):
     def _get_job(self, job_id: str) -> None:
         job = self.server.service.job(job_id)
         if job is None:
-            raise RequestError(HTTPStatus.NOT_FOUND, f"no job {job_id} on this server; start a new restoration.")
+            raise RequestError(
+                HTTPStatus.NOT_FOUND, f"no job {job_id} on this server; start a new restoration."
+            )
         self._send_json(job.status())
 
     def _get_job_file(self, job_id: str, name: str) -> None:
@@ -107,22 +113,31 @@ class RestorationHandler(BaseHTTPRequestHandler):
     def _read_json(self) -> dict[str, Any]:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the request has no Content-Length; send a JSON body.")
+            raise RequestError(
+                HTTPStatus.LENGTH_REQUIRED, "the request has no Content-Length; send a JSON body."
+            )
         if int(length) > MAX_BODY:
             self.close_connection = True  # the unread body must not be parsed as the next request
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"the request is larger than {MAX_BODY // 2**20} MB; upload a smaller image.")
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the request is larger than {MAX_BODY // 2**20} MB; upload a smaller image.",
+            )
         try:
             payload = json.loads(self.rfile.read(int(length)))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is not JSON; send a JSON object.") from None
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, "the request body is not JSON; send a JSON object."
+            ) from None
         if not isinstance(payload, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the request body must be a JSON object.")
         return payload
 
     def _send_png(self, path: Path | None) -> None:
         if path is None:
-            raise RequestError(HTTPStatus.NOT_FOUND, f"no image at {self.path}; it may have expired, restore again.")
+            raise RequestError(
+                HTTPStatus.NOT_FOUND,
+                f"no image at {self.path}; it may have expired, restore again.",
+            )
         self._send(path.read_bytes(), "image/png")
 
     def _send_json(self, payload: dict[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
@@ -162,9 +177,15 @@ class RestorationServer(ThreadingHTTPServer):
         self.service.close()
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8765, model: str = "mnist32-invfussion",
-                nppc_model: str | None = "mnist32-nppc", device: str = "cpu", steps: int = 32,
-                max_samples: int = 16) -> RestorationServer:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    model: str = "mnist32-invfussion",
+    nppc_model: str | None = "mnist32-nppc",
+    device: str = "cpu",
+    steps: int = 32,
+    max_samples: int = 16,
+) -> RestorationServer:
     """Load the models and bind the server (``port=0`` picks a free port; see ``.url``).
 
     Call ``serve_forever()`` to answer requests and ``server_close()`` to release everything.
@@ -174,11 +195,19 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, model: str = "mnist32
         return RestorationServer((host, port), service)
     except OSError as exc:
         service.close()
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+        raise OSError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port."
+        ) from None
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, model: str = "mnist32-invfussion",
-          nppc_model: str | None = "mnist32-nppc", device: str = "cpu", steps: int = 32) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    model: str = "mnist32-invfussion",
+    nppc_model: str | None = "mnist32-nppc",
+    device: str = "cpu",
+    steps: int = 32,
+) -> None:
     """Serve the page until Ctrl-C (see :func:`make_server`)."""
     server = make_server(host, port, model, nppc_model, device, steps)
     if server.service.nppc_net is None:

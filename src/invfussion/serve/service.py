@@ -26,7 +26,6 @@ from ..data import balanced_test_indices, load_mnist
 from ..degradations import Operator
 from ..models import load
 from ..restoration import restore, summarize, write_restoration
-from ..sampling.uncertainty import sample_pca
 from ..training.grid import save_image_grid
 from . import inputs
 
@@ -71,9 +70,16 @@ class Job:
         phase = self.phase
         if self.state == "running" and nfe < self.num_samples * self.nfe_per_sample:
             phase = f"posterior sample {nfe // self.nfe_per_sample + 1} of {self.num_samples}"
-        return {"id": self.id, "state": self.state, "phase": phase,
-                "progress": 1.0 if self.state == "done" else min(nfe / self.total_nfe, 1.0),
-                "nfe": nfe, "total_nfe": self.total_nfe, "error": self.error, "result": self.result}
+        return {
+            "id": self.id,
+            "state": self.state,
+            "phase": phase,
+            "progress": 1.0 if self.state == "done" else min(nfe / self.total_nfe, 1.0),
+            "nfe": nfe,
+            "total_nfe": self.total_nfe,
+            "error": self.error,
+            "result": self.result,
+        }
 
 
 class RestorationService:
@@ -82,21 +88,37 @@ class RestorationService:
     Args:
         net: a conditional (InvFussion or Palette) denoiser, e.g. from :func:`models.load`.
         nppc_net: a model for :func:`sampling.nppc`, or ``None`` to use sample PCA.
-        nppc_note: why ``nppc_net`` is missing (shown on the page).
+        nppc_note: the NPPC model's name, or why there is none (shown on the page).
         steps: Heun steps per posterior sample (``2·steps − 1`` denoiser calls).
         max_samples: the most posterior samples one job may ask for.
         device: where the models run.
     """
 
-    def __init__(self, net: torch.nn.Module, nppc_net: torch.nn.Module | None = None, nppc_note: str = "",
-                 steps: int = 32, max_samples: int = 16, device: torch.device | str = "cpu",
-                 model_name: str = ""):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        nppc_net: torch.nn.Module | None = None,
+        nppc_note: str = "",
+        steps: int = 32,
+        max_samples: int = 16,
+        device: torch.device | str = "cpu",
+        model_name: str = "",
+    ):
         if getattr(net, "conditioning", None) == "unconditional":
-            raise ValueError("serve needs a conditional (invfussion or palette) model; pass --model mnist32-invfussion.")
+            raise ValueError(
+                "serve needs a conditional (invfussion or palette) model; pass --model mnist32-invfussion."
+            )
         if steps < 1 or max_samples < 2:
-            raise ValueError(f"serve needs steps >= 1 and max_samples >= 2, got {steps} and {max_samples}.")
+            raise ValueError(
+                f"serve needs steps >= 1 and max_samples >= 2, got {steps} and {max_samples}."
+            )
         self.net, self.nppc_net, self.nppc_note = net, nppc_net, nppc_note
-        self.steps, self.max_samples, self.device, self.model_name = steps, max_samples, device, model_name
+        self.steps, self.max_samples, self.device, self.model_name = (
+            steps,
+            max_samples,
+            device,
+            model_name,
+        )
         self.image_shape = (net.img_channels, net.img_resolution, net.img_resolution)
         self.digits, self.digits_note = self._embedded_digits()
         self.folder = Path(tempfile.mkdtemp(prefix="invfussion-serve-"))
@@ -108,7 +130,10 @@ class RestorationService:
 
     def _embedded_digits(self) -> tuple[Tensor | None, str]:
         if self.image_shape != (1, 32, 32):
-            return None, f"the embedded MNIST digits do not fit this model's {self.image_shape} images; upload one."
+            return (
+                None,
+                f"the embedded MNIST digits do not fit this model's {self.image_shape} images; upload one.",
+            )
         try:
             return load_mnist("test")[0], ""
         except FileNotFoundError as exc:
@@ -117,10 +142,17 @@ class RestorationService:
     def info(self) -> dict[str, Any]:
         """The page's settings: model, image shape, steps, sample limit, digits and NPPC status."""
         digits = [] if self.digits is None else balanced_test_indices(DIGIT_STRIP).tolist()
-        return {"model": self.model_name, "image_shape": list(self.image_shape), "steps": self.steps,
-                "max_samples": self.max_samples, "digits": digits,
-                "num_digits": 0 if self.digits is None else len(self.digits), "digits_note": self.digits_note,
-                "nppc": self.nppc_net is not None, "nppc_note": self.nppc_note}
+        return {
+            "model": self.model_name,
+            "image_shape": list(self.image_shape),
+            "steps": self.steps,
+            "max_samples": self.max_samples,
+            "digits": digits,
+            "num_digits": 0 if self.digits is None else len(self.digits),
+            "digits_note": self.digits_note,
+            "nppc": self.nppc_net is not None,
+            "nppc_note": self.nppc_note,
+        }
 
     def digit_png(self, index: int) -> Path:
         """A PNG of embedded test digit ``index`` (written once, then reused)."""
@@ -134,13 +166,21 @@ class RestorationService:
     def _digit(self, index: Any) -> Tensor:
         if self.digits is None:
             raise ValueError(self.digits_note)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.digits):
-            raise ValueError(f"test digit {index!r} does not exist; pick one from 0 to {len(self.digits) - 1}.")
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not 0 <= index < len(self.digits)
+        ):
+            raise ValueError(
+                f"test digit {index!r} does not exist; pick one from 0 to {len(self.digits) - 1}."
+            )
         return self.digits[index : index + 1]
 
     def add_upload(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Decode ``payload["data"]`` (base64 image file); returns its id, preview URL and notes."""
-        x, notes = inputs.decode_upload(payload.get("data"), self.image_shape, bool(payload.get("invert")))
+        x, notes = inputs.decode_upload(
+            payload.get("data"), self.image_shape, bool(payload.get("invert"))
+        )
         with self._lock:
             upload_id = f"u{next(self._ids)}"
             self._uploads[upload_id] = x
@@ -179,16 +219,28 @@ class RestorationService:
         if degradation == inputs.MASK:
             op = inputs.mask_operator(payload.get("hidden"), self.image_shape, noise, self.device)
             hidden = payload["hidden"].count("1")
-            degradation = f"painted mask ({hidden} pixels hidden)" + (f", σ_y = {noise:g}" if noise else "")
+            degradation = f"painted mask ({hidden} pixels hidden)" + (
+                f", σ_y = {noise:g}" if noise else ""
+            )
         else:
             op = inputs.spec_operator(degradation, self.image_shape, noise, seed, self.device)
             degradation = degradation.strip() + (f", σ_y = {noise:g}" if noise else "")
         with self._lock:
             if sum(job.state in ("queued", "running") for job in self._jobs.values()) >= MAX_QUEUED:
-                raise BusyError(f"{MAX_QUEUED} restorations are already waiting; try again in a minute.")
+                raise BusyError(
+                    f"{MAX_QUEUED} restorations are already waiting; try again in a minute."
+                )
             job_id = f"j{next(self._ids)}"
-            job = Job(job_id, self.folder / job_id, x, op, degradation, num_samples, seed,
-                      nfe_per_sample=2 * self.steps - 1)
+            job = Job(
+                job_id,
+                self.folder / job_id,
+                x,
+                op,
+                degradation,
+                num_samples,
+                seed,
+                nfe_per_sample=2 * self.steps - 1,
+            )
             self._jobs[job_id] = job
             self._forget_old_jobs()
         self._worker.submit(self._run, job)
@@ -211,44 +263,70 @@ class RestorationService:
 
     def _run(self, job: Job) -> None:
         try:
-            job.state = "running"
+            job.state, job.phase = "running", "MMSE estimate and sample PCA"
             job.result = self._restore(job)
             job.state, job.phase = "done", "done"
-        except Exception as exc:  # a failed job is reported on the page, never raised in the worker
+        except Exception as exc:  # noqa: BLE001 (a failed job is reported on the page)
             job.state, job.phase = "error", "failed"
             job.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
     def _restore(self, job: Job) -> dict[str, Any]:
         job.counter = counter = sampling.NFECounter(self.net)
         y = job.op.measure(job.image, seed=job.seed)
-        result = restore(counter, job.op, y, ["posterior", "mmse"], num_samples=job.num_samples,
-                         seed=job.seed, steps=self.steps, reference=job.image)
-        samples = result.outputs["posterior"]  # (1, S, C, H, W)
         k = min(MAX_DIRECTIONS, job.num_samples - 1)
-        job.phase = "principal directions"
-        summary = {"model": self.model_name, "degradation": job.degradation, "seed": job.seed,
-                   "methods": summarize(result, job.op, y)}
-        written = write_restoration(result, job.folder, summary, uncertainty=k)
+        result = restore(
+            counter,
+            job.op,
+            y,
+            ["posterior", "mmse"],
+            num_samples=job.num_samples,
+            seed=job.seed,
+            steps=self.steps,
+            reference=job.image,
+            uncertainty=k,
+        )
+        source = "posterior"
+        note = (
+            f"sample PCA of the {job.num_samples} posterior samples (at most {job.num_samples - 1} "
+            f"components; no NPPC model: {self.nppc_note})"
+        )
         if self.nppc_net is not None:
-            mean, directions, stds = sampling.nppc(self.nppc_net, job.op, y, seed=job.seed)
-            source, note = "nppc", f"NPPC: the model's top {directions.shape[1]} posterior principal components."
-            written += write_directions(mean, directions, stds, job.folder, "nppc")
-        else:
-            _, _, stds = sample_pca(samples, k)
-            source = "sample-pca"
-            note = (f"sample PCA of the {job.num_samples} posterior samples (at most {job.num_samples - 1} "
-                    f"components; no NPPC model: {self.nppc_note})")
+            job.phase = "principal directions (NPPC)"
+            extra = restore(self.nppc_net, job.op, y, ["nppc"], seed=job.seed, reference=job.image)
+            for part in ("outputs", "nfe", "seconds", "components"):
+                getattr(result, part).update(getattr(extra, part))
+            source, note = (
+                "nppc",
+                f"NPPC: the posterior principal components {self.nppc_note} predicts in one call.",
+            )
+        job.phase = "writing images"
+        summary = {
+            "model": self.model_name,
+            "degradation": job.degradation,
+            "seed": job.seed,
+            "methods": summarize(result, job.op, y),
+        }
+        written = write_restoration(result, job.folder, summary)
         job.files = {path.stem for path in written if path.suffix == ".png"}
+        samples = result.outputs["posterior"]  # (1, S, C, H, W)
         url = f"/api/jobs/{job.id}/files/"
-        prefix = "nppc" if source == "nppc" else "posterior"
         return {
             "degradation": job.degradation,
             "images": {name: url + name for name in ("reference", "pinv", "mmse", "posterior-std")},
             "samples": [url + f"posterior-{s:03d}" for s in range(job.num_samples)],
             "std_max": float(samples[0].std(dim=0).amax()),
-            "directions": {"source": source, "note": note, "items": [
-                {"minus": url + f"{prefix}-pc{i}-minus", "plus": url + f"{prefix}-pc{i}-plus", "std": float(s)}
-                for i, s in enumerate(stds[0].tolist())]},
+            "directions": {
+                "source": "sample-pca" if source == "posterior" else source,
+                "note": note,
+                "items": [
+                    {
+                        "minus": url + f"{source}-pc{i}-minus",
+                        "plus": url + f"{source}-pc{i}-plus",
+                        "std": float(std),
+                    }
+                    for i, std in enumerate(result.components[source][2][0].tolist())
+                ],
+            },
             "metrics": summary["methods"],
         }
 
@@ -258,22 +336,9 @@ class RestorationService:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def write_directions(mean: Tensor, directions: Tensor, stds: Tensor, folder: Path, prefix: str) -> list[Path]:
-    """Write ``mean ∓ 2σ_k u_k`` of the first example as ``<prefix>-pc<k>-minus/plus.png``.
-
-    Args:
-        mean: ``(B, C, H, W)``; directions: ``(B, K, C, H, W)`` unit-norm; stds: ``(B, K)``.
-    """
-    written = []
-    for k in range(directions.shape[1]):
-        for sign, name in ((-2, "minus"), (2, "plus")):
-            image = mean[:1] + sign * stds[:1, k, None, None, None] * directions[:1, k]
-            written.append(save_image_grid([image], folder / f"{prefix}-pc{k}-{name}.png", pad=0))
-    return written
-
-
-def load_service(model: str, nppc_model: str | None, device: str, steps: int = 32,
-                 max_samples: int = 16) -> RestorationService:
+def load_service(
+    model: str, nppc_model: str | None, device: str, steps: int = 32, max_samples: int = 16
+) -> RestorationService:
     """A :class:`RestorationService` with ``model`` and, if it loads and has a principal-component
     head, ``nppc_model``; otherwise the page falls back to sample PCA and says why."""
     net = load(model, device=device)
@@ -283,9 +348,11 @@ def load_service(model: str, nppc_model: str | None, device: str, steps: int = 3
     else:
         try:
             nppc_net = load(nppc_model, device=device)
+            note = nppc_model
         except (FileNotFoundError, ValueError) as exc:
-            note = f"{nppc_model} did not load ({str(exc).splitlines()[0]})"
+            note = f"{nppc_model} did not load: {str(exc).split(';')[0]}"
         if nppc_net is not None and not getattr(nppc_net, "pcs", 0):
             nppc_net, note = None, f"{nppc_model} has no principal-component head"
-    return RestorationService(net, nppc_net, note, steps=steps, max_samples=max_samples, device=device,
-                              model_name=model)
+    return RestorationService(
+        net, nppc_net, note, steps=steps, max_samples=max_samples, device=device, model_name=model
+    )
