@@ -19,6 +19,7 @@ from PIL import Image
 from invfussion import models, restoration
 from invfussion.cli import build_parser
 from invfussion.serve import RestorationService
+from invfussion.serve.service import load_nppc
 
 
 def call(server, path: str, body: dict | bytes | None = None) -> tuple[int, dict | bytes]:
@@ -254,4 +255,20 @@ def test_cli_parses_serve():
         "",
         4,
         "mnist32-invfussion",
+    )
+
+
+def test_too_large_upload_is_refused(server):
+    status, answer = call(server, "/api/uploads", {"data": png_file((5000, 4000))})
+    assert status == 400 and "5000×4000, too large" in answer["error"]
+
+
+def test_nppc_model_falls_back_with_a_reason():
+    net = models.load("mnist32-invfussion")
+    assert load_nppc(None, net, "cpu") == (None, "none was given (pass --nppc-model)")
+    nppc_net, note = load_nppc("no-such-model", net, "cpu")
+    assert nppc_net is None and note.startswith("no-such-model did not load: no model named")
+    assert load_nppc("mnist32-palette", net, "cpu") == (
+        None,
+        "mnist32-palette has no principal-component head",
     )

@@ -10,6 +10,7 @@ Run as a script to make the README's screenshot with a full server (32 Heun step
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("INVFUSSION_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+"""Debian's Chromium; INVFUSSION_CHROMIUM names another Chromium or Chrome binary."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -87,12 +89,15 @@ def restore_in_browser(
             browser.close()
 
 
-def test_page_restores_a_painted_mask_in_chromium(server, tmp_path):
+def test_page_restores_a_painted_mask_in_chromium(request, tmp_path):
     if not Path(CHROMIUM).is_file():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.skip(
+            f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INVFUSSION_CHROMIUM)"
+        )
     pytest.importorskip(
         "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
     )
+    server = request.getfixturevalue("server")  # started only when the browser is there
     shown = restore_in_browser(server.url, tmp_path / "page.png")
     assert "not an image" in shown["upload_error"]
     assert shown["error"] == ""

@@ -113,12 +113,8 @@ class RestorationService:
                 f"serve needs steps >= 1 and max_samples >= 2, got {steps} and {max_samples}."
             )
         self.net, self.nppc_net, self.nppc_note = net, nppc_net, nppc_note
-        self.steps, self.max_samples, self.device, self.model_name = (
-            steps,
-            max_samples,
-            device,
-            model_name,
-        )
+        self.steps, self.max_samples = steps, max_samples
+        self.device, self.model_name = device, model_name
         self.image_shape = (net.img_channels, net.img_resolution, net.img_resolution)
         self.digits, self.digits_note = self._embedded_digits()
         self.folder = Path(tempfile.mkdtemp(prefix="invfussion-serve-"))
@@ -336,23 +332,31 @@ class RestorationService:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def load_nppc(
+    name: str | None, net: torch.nn.Module, device: str
+) -> tuple[torch.nn.Module | None, str]:
+    """The NPPC model ``name`` for images like ``net``'s, and its name; or ``None`` and why not."""
+    if not name:
+        return None, "none was given (pass --nppc-model)"
+    try:
+        nppc_net = load(name, device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        return None, f"{name} did not load: {str(exc).split(';')[0]}"
+    if not getattr(nppc_net, "pcs", 0):
+        return None, f"{name} has no principal-component head"
+    shape = (nppc_net.img_channels, nppc_net.img_resolution)
+    if shape != (net.img_channels, net.img_resolution):
+        return None, f"{name} restores other images than the main model"
+    return nppc_net, name
+
+
 def load_service(
     model: str, nppc_model: str | None, device: str, steps: int = 32, max_samples: int = 16
 ) -> RestorationService:
     """A :class:`RestorationService` with ``model`` and, if it loads and has a principal-component
     head, ``nppc_model``; otherwise the page falls back to sample PCA and says why."""
     net = load(model, device=device)
-    nppc_net, note = None, ""
-    if not nppc_model:
-        note = "none was given (pass --nppc-model)"
-    else:
-        try:
-            nppc_net = load(nppc_model, device=device)
-            note = nppc_model
-        except (FileNotFoundError, ValueError) as exc:
-            note = f"{nppc_model} did not load: {str(exc).split(';')[0]}"
-        if nppc_net is not None and not getattr(nppc_net, "pcs", 0):
-            nppc_net, note = None, f"{nppc_model} has no principal-component head"
+    nppc_net, note = load_nppc(nppc_model, net, device)
     return RestorationService(
         net, nppc_net, note, steps=steps, max_samples=max_samples, device=device, model_name=model
     )
