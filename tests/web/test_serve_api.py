@@ -53,6 +53,14 @@ def wait(server, job_id: str, timeout: float = 60.0) -> dict:
     raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
 
+def finish(job, timeout: float = 60.0) -> None:
+    """Wait for a job submitted to a service directly; fail unless it is done."""
+    deadline = time.monotonic() + timeout
+    while job.state not in ("done", "error") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.state == "done", job.error
+
+
 def png_pixels(server, url: str) -> np.ndarray:
     status, raw = call(server, url)
     assert status == 200
@@ -220,10 +228,7 @@ def test_nppc_directions_are_mean_plus_minus_two_sigma_u(monkeypatch):
         job = service.submit(
             {"image": {"digit": 0}, "degradation": "outpaint-box", "num_samples": 2}
         )
-        deadline = time.monotonic() + 60
-        while job.state not in ("done", "error") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert job.state == "done", job.error
+        finish(job)
         items = job.result["directions"]["items"]
         assert (
             job.result["directions"]["source"] == "nppc"
@@ -272,3 +277,22 @@ def test_nppc_model_falls_back_with_a_reason():
         None,
         "mnist32-palette has no principal-component head",
     )
+
+
+def test_job_with_a_real_nppc_network():
+    """An (untrained) network with a principal-component head goes through ``sampling.nppc``."""
+    net = models.load("mnist32-invfussion")
+    nppc_net = models.build("mnist32", "invfussion", pcs=2).eval()
+    service = RestorationService(net, nppc_net, nppc_note="untrained", steps=1, max_samples=2)
+    try:
+        job = service.submit(
+            {"image": {"digit": 5}, "degradation": "matrix:rows=50", "num_samples": 2}
+        )
+        finish(job)
+        items = job.result["directions"]["items"]
+        assert job.result["directions"]["source"] == "nppc" and len(items) == 2
+        assert all(d["std"] > 0 for d in items)
+        for d in items:
+            assert service.job_png(job.id, d["plus"].rsplit("/", 1)[1]).is_file()
+    finally:
+        service.close()
