@@ -4,6 +4,7 @@ valid jobs complete with the images and metrics the page shows."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import time
@@ -296,3 +297,16 @@ def test_job_with_a_real_nppc_network():
             assert service.job_png(job.id, d["plus"].rsplit("/", 1)[1]).is_file()
     finally:
         service.close()
+
+
+def test_a_body_left_unread_closes_the_connection(server):
+    """A chunked body (no Content-Length) is refused and not parsed as the next request."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        connection.request("POST", "/api/jobs", body=iter([b"{}"]), encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == 411 and response.getheader("Connection") == "close"
+        assert "Content-Length" in json.loads(response.read())["error"]
+    finally:
+        connection.close()

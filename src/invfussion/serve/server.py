@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 import traceback
 from http import HTTPStatus
@@ -85,10 +86,11 @@ class RestorationHandler(BaseHTTPRequestHandler):
 
     def _route_post(self, path: str) -> None:
         service = self.server.service
+        payload = self._read_json()  # read before routing, so every answer leaves no body unread
         if path == "/api/uploads":
-            return self._send_json(service.add_upload(self._read_json()))
+            return self._send_json(service.add_upload(payload))
         if path == "/api/jobs":
-            return self._send_json(service.submit(self._read_json()).status(), HTTPStatus.ACCEPTED)
+            return self._send_json(service.submit(payload).status(), HTTPStatus.ACCEPTED)
         raise RequestError(
             HTTPStatus.NOT_FOUND, f"cannot POST to {path}; use /api/uploads or /api/jobs."
         )
@@ -112,12 +114,13 @@ class RestorationHandler(BaseHTTPRequestHandler):
 
     def _read_json(self) -> dict[str, Any]:
         length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit() or int(length) > MAX_BODY:
+            self.close_connection = True  # an unread body must not be parsed as the next request
         if length is None or not length.isdigit():
             raise RequestError(
                 HTTPStatus.LENGTH_REQUIRED, "the request has no Content-Length; send a JSON body."
             )
         if int(length) > MAX_BODY:
-            self.close_connection = True  # the unread body must not be parsed as the next request
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the request is larger than {MAX_BODY // 2**20} MB; upload a smaller image.",
@@ -208,8 +211,9 @@ def serve(
     device: str = "cpu",
     steps: int = 32,
 ) -> None:
-    """Serve the page until Ctrl-C (see :func:`make_server`)."""
+    """Serve the page until Ctrl-C or SIGTERM (see :func:`make_server`), then delete its files."""
     server = make_server(host, port, model, nppc_model, device, steps)
+    signal.signal(signal.SIGTERM, _interrupt)
     if server.service.nppc_net is None:
         print(f"principal directions: sample PCA ({server.service.nppc_note})")
     print(f"invfussion serve: open {server.url} (Ctrl-C stops)", flush=True)
@@ -219,3 +223,7 @@ def serve(
         pass
     finally:
         server.server_close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
