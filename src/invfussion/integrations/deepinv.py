@@ -141,8 +141,8 @@ class DeepinvOperator(Operator):
                 a_ones = physics.A(torch.ones(batch_size, *image_shape, device=device, dtype=dtype))
             except (RuntimeError, ValueError) as error:
                 raise ValueError(
-                    f"the physics does not accept a batch of {batch_size} images of shape "
-                    f"{image_shape} ({error}); pass the image_shape it was built for."
+                    f"{type(physics).__name__} does not accept a batch of {batch_size} images of "
+                    f"shape {image_shape}; pass the image_shape it was built for."
                 ) from error
             if (
                 not isinstance(a_ones, Tensor)
@@ -154,7 +154,8 @@ class DeepinvOperator(Operator):
                     "real tensor of measurements per image; wrap a physics with real, "
                     "single-tensor measurements and a matching batch size."
                 )
-            probe = a_ones + torch.randn_like(a_ones)
+            ramp = torch.linspace(-2, 2, a_ones.numel(), device=device, dtype=a_ones.dtype)
+            probe = a_ones + ramp.reshape(a_ones.shape)  # deterministic: leaves torch's RNG alone
             if not torch.equal(physics.sensor(probe), probe):
                 raise ValueError(
                     f"{type(physics).__name__} has a non-identity sensor model (quantisation, "
@@ -163,7 +164,7 @@ class DeepinvOperator(Operator):
         self.physics = physics
         self.physics_dtype = dtype
         self.measurement_shape = tuple(a_ones.shape[1:])
-        self.ones_measurement = a_ones.reshape(batch_size, -1).to(torch.float32)
+        self.ones_measurement = a_ones.reshape(batch_size, -1)
         super().__init__(
             image_shape, self.ones_measurement.shape[1], _noise_std(physics, batch_size).to(device)
         )
