@@ -32,7 +32,7 @@ def _train(args: argparse.Namespace) -> int:
         lr_ref_steps=args.lr_ref_steps, ema_half_life_images=args.ema_half_life_images,
         amp=args.amp, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         log_every=args.log_every, device=args.device, num_workers=args.num_workers,
-        overrides=overrides,
+        overrides=overrides, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
     )
     print(f"final checkpoint: {train(cfg)}")
     return 0
@@ -44,8 +44,6 @@ def _restore(args: argparse.Namespace) -> int:
     from .models import load
     from .restoration import restore, summarize, write_restoration
 
-    if args.uncertainty and args.num_samples < 2:  # fail before any sampling
-        raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
     net = load(args.model, device=args.device)
     shape = (net.img_channels, net.img_resolution, net.img_resolution)
     if args.input is not None:
@@ -63,10 +61,10 @@ def _restore(args: argparse.Namespace) -> int:
     op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
     y = op.measure(x, seed=args.seed)
     result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
-                     steps=args.steps, solver=args.solver, reference=x, progress=True)
+                     steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty)
     summary = {"model": args.model, "degradation": args.degradation, "seed": args.seed,
                "methods": summarize(result, op, y)}
-    written = write_restoration(result, args.out, summary, uncertainty=args.uncertainty)
+    written = write_restoration(result, args.out, summary)
     print(json.dumps(summary["methods"], indent=2))
     print(f"wrote {len(written)} files to {args.out}")
     return 0
@@ -154,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training degradation specs (default: the paper's mixture)")
     p.add_argument("--degradation-weights", nargs="+", type=float, default=None)
     p.add_argument("--noise", type=float, default=0.0, help="σ_y added to specs that set none")
-    p.add_argument("--objective", default="diffusion", help="diffusion or mmse")
+    p.add_argument("--objective", default="diffusion", help="diffusion, mmse or nppc")
+    p.add_argument("--pcs", type=int, default=0, help="posterior principal components the model outputs (nppc)")
+    p.add_argument("--nppc-ramp-steps", type=int, default=500, help="steps over which the NPPC terms ramp in")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from this model's weights (shipped name, checkpoint or run), e.g. for nppc")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup-steps", type=int, default=500)
     p.add_argument("--lr-ref-steps", type=int, default=5_000)
@@ -176,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index")
     p.add_argument("--degradation", required=True, metavar="SPEC", help="e.g. motion-blur:stride=4")
     p.add_argument("--method", nargs="+", default=["posterior", "mmse"],
-                   help="posterior, mmse, or a zero-shot method: dps, ddrm, ddnm, pigdm, daps")
+                   help="posterior, mmse, nppc (a model trained with --objective nppc), or a zero-shot "
+                        "method: dps, ddrm, ddnm, pigdm, daps")
     p.add_argument("--num-samples", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     p.add_argument("--solver", default="heun", help="heun, euler or dpmpp2m (posterior)")

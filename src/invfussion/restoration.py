@@ -4,6 +4,8 @@ restoration writes, and the one-command demo on the embedded digits.
 Methods:
 - ``posterior``: EDM posterior samples from a conditional (InvFussion / Palette) model;
 - ``mmse``: the one-call MMSE estimate (NOTES §5) from a conditional model;
+- ``nppc``: the MMSE estimate and the posterior principal components from one call of a model
+  trained with ``--objective nppc`` (e.g. ``mnist32-nppc``);
 - ``dps``, ``ddrm``, ``ddnm``, ``pigdm``, ``daps``: zero-shot samplers driving the model's
   unconditional mode (``op=None``), the way the paper runs them on an unconditional model.
 """
@@ -24,11 +26,11 @@ from . import seeding
 from .data.datasets import image_to_tensor
 from .degradations import Operator, ZeroOperator
 from .metrics import consistency, psnr
-from .sampling import mmse, posterior, zeroshot
+from .sampling import mmse, nppc, posterior, zeroshot
 from .sampling.uncertainty import sample_pca
 from .training.grid import save_image_grid
 
-CONDITIONAL_METHODS = ("posterior", "mmse")
+CONDITIONAL_METHODS = ("posterior", "mmse", "nppc")
 METHODS = (*CONDITIONAL_METHODS, *zeroshot.METHODS)
 
 
@@ -42,6 +44,9 @@ class Restoration:
         nfe: per method, denoiser calls per output image.
         seconds: per method, wall-clock seconds per output image.
         reference: ``(B, C, H, W)`` clean images when known.
+        components: per method, principal components of its posterior: ``(mean (B, C, H, W),
+            orthonormal directions (B, K, C, H, W), stds (B, K))`` — predicted by ``nppc``, or the
+            sample PCA of a sampling method's outputs when asked for.
     """
 
     pinv: Tensor
@@ -49,6 +54,7 @@ class Restoration:
     nfe: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     reference: Tensor | None = None
+    components: dict[str, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
 
 
 def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
@@ -62,6 +68,8 @@ def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
             f"method {method!r} needs a conditional (invfussion or palette) model; use a zero-shot "
             f"method ({', '.join(zeroshot.METHODS)}) with an unconditional model."
         )
+    if method == "nppc" and not getattr(net, "pcs", 0):
+        raise ValueError("method 'nppc' needs a model with a principal-component head; pass --model mnist32-nppc or a model trained with --objective nppc.")
 
 
 @torch.no_grad()  # DPS and ΠGDM switch gradients on around their own network calls
@@ -85,6 +93,8 @@ def run_method(
     check_method(method, net, op)
     if method == "mmse":
         return mmse(net, op, y, seed=seed, indices=indices)[:, None], 1
+    if method == "nppc":
+        return nppc(net, op, y, seed=seed, indices=indices)[0][:, None], 1
     if method == "posterior":
         steps = steps or 32
         out = posterior(net, op, y, steps=steps, solver=solver, seed=seed, indices=indices,
@@ -111,16 +121,31 @@ def restore(
     solver: str = "heun",
     reference: Tensor | None = None,
     progress: bool = False,
+    uncertainty: int = 0,
 ) -> Restoration:
-    """Restore ``y: (B, M)`` with each of ``methods``; see :func:`run_method`."""
+    """Restore ``y: (B, M)`` with each of ``methods``; see :func:`run_method`.
+
+    ``nppc`` also yields its principal components; ``uncertainty = K > 0`` adds the top-``K``
+    sample-PCA components of every sampling method (needs ``num_samples ≥ 2``).
+    """
     for method in methods:
         check_method(method, net, op)
+    sampling_methods = [m for m in methods if m not in ("mmse", "nppc")]
+    if uncertainty and sampling_methods and num_samples < 2:
+        raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
     result = Restoration(pinv=op.pinv(y), reference=reference)
     for method in methods:
         start = time.perf_counter()
-        out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress)
+        if method == "nppc":
+            with torch.no_grad():
+                result.components[method] = nppc(net, op, y, seed=seed)
+            out, nfe = result.components[method][0][:, None], 1
+        else:
+            out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress)
         result.seconds[method] = (time.perf_counter() - start) / (out.shape[0] * out.shape[1])
         result.outputs[method], result.nfe[method] = out, nfe
+        if uncertainty and method in sampling_methods:
+            result.components[method] = sample_pca(out, uncertainty)
     return result
 
 
@@ -141,14 +166,11 @@ def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[st
     return table
 
 
-def write_restoration(
-    result: Restoration, out_dir: str | Path, summary: dict | None = None, uncertainty: int = 0
-) -> list[Path]:
+def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | None = None) -> list[Path]:
     """Write PNGs (``reference``, ``pinv``, ``<method>-<s>``, a ``grid``) and ``metrics.json`` for
-    the first example of ``result``; ``uncertainty > 0`` adds the per-pixel std map and the top
-    ``uncertainty`` sample-PCA directions of each sampling method (needs ≥ 2 samples)."""
-    if uncertainty and all(out.shape[1] < 2 for out in result.outputs.values()):
-        raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
+    the first example of ``result``. For each method with principal components: ``<method>-pc<k>-
+    minus`` / ``-plus`` (the mean ∓ 2σ_k u_k) and, for sampling methods, the per-pixel std map
+    ``<method>-std`` (scaled to its maximum)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -159,10 +181,11 @@ def write_restoration(
         for s in range(out.shape[1]):
             images[f"{method}-{s:03d}" if out.shape[1] > 1 else method] = out[:, s]
             columns.append(out[:1, s])
-        if uncertainty and out.shape[1] > 1:
-            mean, directions, stds = sample_pca(out[:1], uncertainty)
-            std_map = out[:1].std(dim=1)
-            images[f"{method}-std"] = std_map / std_map.amax().clamp_min(1e-8) * 2 - 1
+        if method in result.components:
+            mean, directions, stds = (t[:1] for t in result.components[method])
+            if out.shape[1] > 1:
+                std_map = out[:1].std(dim=1)
+                images[f"{method}-std"] = std_map / std_map.amax().clamp_min(1e-8) * 2 - 1
             for k in range(directions.shape[1]):
                 for sign, name in ((-2, "minus"), (2, "plus")):
                     shifted = mean + sign * stds[:, k, None, None, None] * directions[:, k]

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from invfussion.cli import main
@@ -57,6 +58,33 @@ def test_restore_writes_images_and_metrics(tiny_run, tmp_path):
     for name in ("reference", "pinv", "posterior-000", "posterior-002", "mmse", "grid", "posterior-std",
                  "posterior-pc1-plus"):
         assert (out / f"{name}.png").is_file(), name
+
+
+def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
+    from invfussion import degradations as deg
+    from invfussion import models
+
+    run = tmp_path / "nppc"
+    code = main(["train", "--objective", "nppc", "--pcs", "2", "--init-from", str(tiny_run), "--steps", "2",
+                 "--batch-size", "4", "--degradations", "inpaint-box", "inpaint-patches", "--checkpoint-every", "2",
+                 "--log-every", "1", "--device", "cpu", "--amp", "none", "--num-workers", "0",
+                 "--model-overrides", json.dumps(TINY_MODEL), "--out", str(run)])
+    assert code == 0
+    net, source = models.build("mnist32", "invfussion", pcs=2, **TINY_MODEL), models.load(tiny_run)
+    models.initialize_from(net, tiny_run)  # the run's starting point: the source's denoiser exactly
+    op = deg.from_spec("inpaint-box", image_shape=(1, 32, 32), batch=2, seed=0)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x, torch.tensor([1.0, 3.0]), op=op, y=op.A(x)), source(x, torch.tensor([1.0, 3.0]), op=op, y=op.A(x)))
+    out = tmp_path / "restored"
+    assert main(["restore", "--model", str(run), "--dataset-index", "3", "--degradation", "inpaint-box",
+                 "--method", "nppc", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["methods"]["nppc"]["nfe"] == 1
+    for name in ("nppc", "nppc-pc0-minus", "nppc-pc1-plus"):
+        assert (out / f"{name}.png").is_file(), name
+    result = run_cli("restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation", "inpaint-box",
+                     "--method", "nppc", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "principal-component head")
 
 
 def test_missing_input_file(tiny_run, tmp_path):

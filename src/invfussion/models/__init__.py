@@ -6,8 +6,8 @@ x0 = net(x_noisy, sigma, op, y)          # EDM-preconditioned denoiser
 net = models.load("mnist32-invfussion")  # a shipped model, checkpoint file or run directory
 """
 
-from .load import load
+from .load import initialize_from, load
 from .precond import CONDITIONINGS, Denoiser
 from .presets import PRESETS, ModelConfig, build
 
-__all__ = ["CONDITIONINGS", "PRESETS", "Denoiser", "ModelConfig", "build", "load"]
+__all__ = ["CONDITIONINGS", "PRESETS", "Denoiser", "ModelConfig", "build", "initialize_from", "load"]

@@ -92,6 +92,34 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", ema: bool
     return net.to(device).eval().requires_grad_(False)
 
 
+@torch.no_grad()
+def initialize_from(net: Denoiser, source: str | Path) -> None:
+    """Copy the weights of ``source`` (a shipped name, checkpoint or run directory; its EMA weights)
+    into ``net``, e.g. to start an NPPC model from a trained diffusion or MMSE model.
+
+    Every parameter must match in name and shape, except the output projection of a ``net`` with
+    more NPPC directions than ``source``: its image channels are copied and its extra directions
+    keep their initialisation, so ``net``'s denoised output equals ``source``'s at the start.
+    """
+    weights = locate(source)
+    header, _ = read_metadata(weights)
+    state = _read_state(weights, header, ema=True)
+    own = net.state_dict()
+    if set(state) != set(own):
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise ValueError(f"{source} has a different architecture (missing {missing[:3]}, unexpected {extra[:3]}); start from a model with the same preset and conditioning.")
+    for name, tensor in state.items():
+        target = own[name]
+        if target.shape == tensor.shape:
+            target.copy_(tensor)
+        elif name == "backbone.patch_out.weight" and target.shape[1:] == tensor.shape[1:]:
+            channels = net.img_channels
+            rows = target.shape[0] // (channels * (1 + net.pcs))  # output features are (row, col, channel)
+            target.view(rows, -1, target.shape[1])[:, :channels].copy_(tensor.view(rows, channels, -1))
+        else:
+            raise ValueError(f"{source}: {name} has shape {tuple(tensor.shape)}, the model needs {tuple(target.shape)}; start from a model with the same preset and widths.")
+
+
 def model_card(name_or_path: str | Path) -> dict[str, Any]:
     """The model card of an exported model (``{}`` for a training checkpoint)."""
     _, record = read_metadata(locate(name_or_path))

@@ -4,6 +4,7 @@ Gaussian reference denoiser used by the tests.
 - :func:`posterior` / :func:`unconditional`: EDM Heun, Euler or DPM-Solver++(2M), churn, CFG.
 - :func:`mmse`: one call at σ = 100 on pure noise.
 - :class:`NFECounter`: counts denoiser calls.
+- :func:`nppc`: mean, posterior principal components and their stds from one call.
 - :class:`GaussianDenoiser`, :func:`gaussian_posterior`: analytic reference for a Gaussian prior.
 - ``sampling.zeroshot``: zero-shot samplers for unconditional networks (imported on first use).
 """
@@ -13,6 +14,7 @@ import importlib
 from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
 from .mmse import mmse
 from .nfe import NFECounter
+from .nppc import gram_schmidt, nppc
 from .solvers import SOLVERS, karras_sigmas, posterior, unconditional
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "gaussian_posterior",
     "karras_sigmas",
     "mmse",
+    "nppc",
+    "gram_schmidt",
     "posterior",
     "unconditional",
 ]

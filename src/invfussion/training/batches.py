@@ -103,4 +103,5 @@ class StepBatches(torch.utils.data.Dataset):
             sigma_normal=seeding.randn(self.seed, indices, (), "sigma"),
             op=op, y=y, class_labels=class_labels, aug_labels=aug_labels,
             indices=torch.tensor(indices, dtype=torch.long),
+            step=int(step),
         )

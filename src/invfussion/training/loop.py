@@ -53,7 +53,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"steps", "out", "resume", "checkpoint_every", "keep_checkpoints", "sample_every", "sample_steps",
-     "log_every", "num_workers", "device", "tensorboard"}
+     "log_every", "num_workers", "device", "tensorboard", "init_from"}
 )
 
 
@@ -87,6 +87,9 @@ class TrainConfig:
     p_mean: float = -0.8
     p_std: float = 1.6
     mmse_sigma: float = 100.0
+    pcs: int = 0  # NPPC directions the model outputs (objective nppc)
+    nppc_ramp_steps: int = 500
+    init_from: str | None = None  # a model/checkpoint/run whose weights start a new run
     # optimisation
     lr: float = 2e-4
     warmup_steps: int = 500
@@ -128,6 +131,10 @@ class TrainConfig:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}.")
         if self.degradation_weights is not None and (self.degradations is None or len(self.degradation_weights) != len(self.degradations)):
             raise ValueError("degradation_weights needs one weight per entry of degradations; pass both lists with equal length.")
+        if self.objective == "nppc" and (self.pcs < 1 or self.conditioning == "unconditional"):
+            raise ValueError("the nppc objective needs --pcs K ≥ 1 and an invfussion or palette model.")
+        if self.pcs < 0 or self.nppc_ramp_steps < 0:
+            raise ValueError("pcs and nppc_ramp_steps must be ≥ 0.")
         if self.conditioning == "unconditional" and self.degradations:
             raise ValueError("an unconditional model trains without degradations; drop --degradations or pick invfussion/palette.")
 
@@ -159,8 +166,9 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
 def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Raise ``ValueError`` if ``cfg`` changes a setting that a resumed run must keep."""
     current = json.loads(json.dumps(cfg.to_json()))  # tuples → lists, as stored
+    defaults = json.loads(json.dumps(TrainConfig().to_json()))  # settings older runs did not store
     for name in sorted(set(saved) | set(current)):
-        if name not in RESUMABLE_CHANGES and saved.get(name) != current.get(name):
+        if name not in RESUMABLE_CHANGES and saved.get(name, defaults.get(name)) != current.get(name):
             raise ValueError(
                 f"{where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}; "
                 "resume with the original settings or train into a new --out."
@@ -290,7 +298,10 @@ class Trainer:
             raise ValueError(f"dataset {cfg.data} has no images; point --data at a folder or zip with images.")
         self.image_shape = tuple(self.dataset[0][0].shape)
         torch.manual_seed(seeding.example_seed(cfg.seed, 0, "init"))
-        self.net = models.build(cfg.preset, cfg.conditioning, **cfg.overrides).to(self.device)
+        overrides = {**cfg.overrides, **({"pcs": cfg.pcs} if cfg.pcs else {})}
+        self.net = models.build(cfg.preset, cfg.conditioning, **overrides).to(self.device)
+        if cfg.init_from is not None and latest_checkpoint(self.run_dir) is None:
+            models.initialize_from(self.net, cfg.init_from)
         self.num_classes = int(getattr(self.net, "num_classes", 0) or 0)
         dataset_classes = int(getattr(self.dataset, "num_classes", 0) or 0)
         if dataset_classes > self.num_classes and self.num_classes:
@@ -299,7 +310,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8, fused=True)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma)
+        self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma,
+                                        cfg.nppc_ramp_steps)
         self.mixture = build_mixture(cfg)
         self.step = 0
         self.images_seen = 0
@@ -401,7 +413,8 @@ class Trainer:
     @torch.no_grad()
     def preview(self, rows: int = 8) -> Path:
         """Write ``RUN/samples/step-XXXXXXX.png`` from the EMA network: per row clean | A⁺y | 2
-        posterior samples (4 samples per row for an unconditional model)."""
+        posterior samples (4 samples per row for an unconditional model; the MMSE estimate for the
+        mmse objective, and the mean ± 2σ₁u₁ for nppc)."""
         from .. import sampling
 
         net = self.ema.net
@@ -419,8 +432,15 @@ class Trainer:
         else:
             op = self.mixture.sample(images.shape[0], self.image_shape, seed=seed, device=self.device)
             y = op.measure(images, seed=seed)
-            samples = [sampling.posterior(net, op, y, steps=steps, class_labels=labels, seed=s) for s in (0, 1)]
-            columns = [images, op.pinv(y), *samples]
+            if self.cfg.objective == "nppc":
+                mean, directions, stds = sampling.nppc(net, op, y, self.cfg.mmse_sigma, seed=seed, class_labels=labels)
+                shift = 2 * stds[:, 0, None, None, None] * directions[:, 0]
+                outputs = [mean - shift, mean, mean + shift]
+            elif self.cfg.objective == "mmse":
+                outputs = [sampling.mmse(net, op, y, self.cfg.mmse_sigma, seed=seed, class_labels=labels)]
+            else:
+                outputs = [sampling.posterior(net, op, y, steps=steps, class_labels=labels, seed=s) for s in (0, 1)]
+            columns = [images, op.pinv(y), *outputs]
         return save_image_grid(columns, self.run_dir / "samples" / f"{checkpoint_stem(self.step)}.png")
 
     # -- the loop ------------------------------------------------------------------------------

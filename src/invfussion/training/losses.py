@@ -4,7 +4,8 @@ loss ``(B,)``; the loop averages it over the global batch.
 - ``diffusion``: the EDM2 loss with a learned log-variance (paper Eq. 8, NOTES §2).
 - ``mmse``: plain regression from a pure-noise input at a large σ (paper Eq. 9, NOTES §5), so the
   network is a direct degradation-aware MMSE estimator with the diffusion model's architecture.
-- ``nppc``: reserved for the NPPC objective (issue 6); not implemented here.
+- ``nppc``: the MMSE regression plus posterior principal components (NPPC, NOTES §5): the
+  network's extra ``K`` directions learn the top-K principal components of ``p(x | y)``.
 
 All randomness (σ and ε) arrives in the batch, drawn by the loop from per-example streams, so a
 loss never touches a global generator.
@@ -34,6 +35,7 @@ class TrainingBatch:
         class_labels: ``(B,)`` int64 class indices, the null class where dropped (or ``None``).
         aug_labels: ``(B, D)`` augmentation labels (or ``None``).
         indices: ``(B,)`` int64 global example indices (for logging and checks only).
+        step: the 0-based training step the batch belongs to (for objectives with a ramp).
     """
 
     images: Tensor
@@ -44,6 +46,7 @@ class TrainingBatch:
     class_labels: Tensor | None
     aug_labels: Tensor | None
     indices: Tensor
+    step: int = 0
 
     def to(self, device: torch.device, non_blocking: bool = False) -> TrainingBatch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -58,6 +61,7 @@ class TrainingBatch:
             class_labels=move(self.class_labels),
             aug_labels=move(self.aug_labels),
             indices=self.indices,
+            step=self.step,
         )
 
 
@@ -117,19 +121,70 @@ class MMSELoss:
         return _per_example_mse(denoised, batch.images)
 
 
+class NPPCLoss:
+    """MMSE regression plus NPPC (NOTES §5): a mean ``μ`` and ``K`` posterior principal components.
+
+    The network is called like :class:`MMSELoss` (pure noise at a fixed large σ) with
+    ``return_pcs=True``. With ``e = x − μ`` (``μ`` detached) and ``u, s = gram_schmidt(w)``, per
+    example and averaged over the ``D = C·H·W`` pixels:
+
+    - ``mse = ‖μ − x‖² / D`` (trains the mean, always on);
+    - ``residual = (‖e‖² − Σ_k ⟨e, u_k⟩²) / D``: the error energy the directions miss (minimising
+      it maximises the captured variance);
+    - ``second_moment = Σ_k ((s_k² − ⟨e, u_k⟩²) / D)²``: fits each predicted variance ``s_k²``
+      to the variance along ``u_k``.
+
+    ``loss = mse + r(t) · (variance_weight · residual + second_moment_weight · second_moment)``
+    with the ramp ``r(t) = min(t / ramp_steps, 1)``, so the mean settles before the directions
+    learn from its errors (the authors' weights: 1 and 0.1).
+    """
+
+    def __init__(self, sigma: float = 100.0, ramp_steps: int = 500, variance_weight: float = 1.0,
+                 second_moment_weight: float = 0.1):
+        if not sigma > 0 or ramp_steps < 0 or variance_weight < 0 or second_moment_weight < 0:
+            raise ValueError("the NPPC objective needs σ > 0 and non-negative ramp steps and weights.")
+        self.sigma_value, self.ramp_steps = float(sigma), int(ramp_steps)
+        self.variance_weight, self.second_moment_weight = float(variance_weight), float(second_moment_weight)
+
+    def ramp(self, step: int) -> float:
+        return 1.0 if self.ramp_steps == 0 else min(step / self.ramp_steps, 1.0)
+
+    def __call__(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
+        from ..sampling.nppc import gram_schmidt
+
+        batch_size = batch.images.shape[0]
+        sigma = torch.full((batch_size,), self.sigma_value, device=batch.images.device)
+        mean, w = net(
+            self.sigma_value * batch.noise, sigma, op=batch.op, y=batch.y,
+            class_labels=batch.class_labels, aug_labels=batch.aug_labels, return_pcs=True,
+        )
+        mse = _per_example_mse(mean, batch.images)
+        error = (batch.images.float() - mean.detach().float()).flatten(1)  # (B, D)
+        directions, norms = gram_schmidt(w)
+        along = torch.einsum("bkd,bd->bk", directions.flatten(2), error)  # ⟨e, u_k⟩: (B, K)
+        d = error.shape[1]
+        residual = (error.square().sum(1) - along.square().sum(1)) / d
+        second_moment = ((norms.square() - along.square()) / d).square().sum(1)
+        ramp = self.ramp(batch.step)
+        return mse + ramp * (self.variance_weight * residual + self.second_moment_weight * second_moment)
+
+
 Objective = Callable[[nn.Module, TrainingBatch], Tensor]
 
-# name -> factory taking the loss options. Issue 6 adds "nppc" here.
+# name -> factory taking the loss options.
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "diffusion": lambda p_mean, p_std, sigma_data, mmse_sigma: DiffusionLoss(p_mean, p_std, sigma_data),
-    "mmse": lambda p_mean, p_std, sigma_data, mmse_sigma: MMSELoss(mmse_sigma),
+    "diffusion": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: DiffusionLoss(p_mean, p_std, sigma_data),
+    "mmse": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: MMSELoss(mmse_sigma),
+    "nppc": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: NPPCLoss(mmse_sigma, nppc_ramp_steps),
 }
 
 
 def make_objective(
-    name: str, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5, mmse_sigma: float = 100.0
+    name: str, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5, mmse_sigma: float = 100.0,
+    nppc_ramp_steps: int = 500,
 ) -> Objective:
     """The objective called ``name`` (one of ``OBJECTIVES``); ``sigma_data`` must be the network's."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; pass one of {', '.join(sorted(OBJECTIVES))}.")
-    return OBJECTIVES[name](p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, mmse_sigma=mmse_sigma)
+    return OBJECTIVES[name](p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, mmse_sigma=mmse_sigma,
+                            nppc_ramp_steps=nppc_ramp_steps)
