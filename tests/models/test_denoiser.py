@@ -74,7 +74,9 @@ def test_fresh_network_output_is_the_skip_path():
     out, w, logvar = net(xn, sigma, op, y, return_pcs=True, return_logvar=True)
     c_skip = 0.25 / (sigma**2 + 0.25)
     torch.testing.assert_close(out, c_skip[:, None, None, None] * xn, rtol=0, atol=0)
-    assert w.shape == (4, 2, 1, 32, 32) and not w.any() and not logvar.any()
+    assert w.shape == (4, 2, 1, 32, 32) and not logvar.any()
+    # NPPC directions start small but non-zero: Gram–Schmidt needs a direction to follow.
+    assert bool(w.detach().flatten(2).norm(dim=2).gt(0).all()) and float(w.detach().abs().max()) < 1.0
 
 
 @pytest.mark.parametrize("conditioning", ["invfussion", "palette"])

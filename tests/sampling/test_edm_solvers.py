@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
+from gaussian_problems import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
 
 from invfussion import sampling, seeding
 

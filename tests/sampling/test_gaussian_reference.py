@@ -1,7 +1,7 @@
 """The analytic reference itself: closed-form posterior and exact denoiser against naive formulas."""
 
 import torch
-from conftest import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
+from gaussian_problems import IMAGE_SHAPE, DenseOperator, N, gaussian_problem
 
 from invfussion import sampling
 

@@ -1,5 +1,5 @@
 import torch
-from conftest import IMAGE_SHAPE, gaussian_problem
+from gaussian_problems import IMAGE_SHAPE, gaussian_problem
 
 from invfussion import sampling
 

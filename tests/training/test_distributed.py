@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import checkpoint_tensors, tiny_config
+from tiny_runs import checkpoint_tensors, tiny_config
 
 from invfussion.training import train
 

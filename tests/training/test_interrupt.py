@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_same_tensors, checkpoint_tensors, tiny_config
+from tiny_runs import assert_same_tensors, checkpoint_tensors, tiny_config
 
 from invfussion.training import latest_checkpoint, train
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_runs import tiny_config
 
 from invfussion.models.load import export_model, load, model_card
 from invfussion.training import train

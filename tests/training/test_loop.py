@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import assert_same_tensors, checkpoint_tensors, tiny_config
+from tiny_runs import assert_same_tensors, checkpoint_tensors, tiny_config
 
 from invfussion import data
 from invfussion import degradations as deg

@@ -23,10 +23,10 @@ __all__ = [
     "NFECounter",
     "dense_matrix",
     "gaussian_posterior",
+    "gram_schmidt",
     "karras_sigmas",
     "mmse",
     "nppc",
-    "gram_schmidt",
     "posterior",
     "unconditional",
 ]

@@ -33,8 +33,17 @@ def mmse(
         sigma: the noise level of the single call.
         seed, indices: example ``b``'s noise ``ε`` comes from ``(seed, indices[b])`` (stream ``"mmse"``).
     """
+    x_noisy, s = pure_noise_input(net, op, y, sigma, seed, indices)
+    return net(x_noisy, s, op=op, y=y, class_labels=class_labels)
+
+
+def pure_noise_input(
+    net: Callable, op: Operator, y: Tensor, sigma: float, seed: int, indices: Sequence[int] | Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The one-call estimators' input: ``σ ε: (B, C, H, W)`` with example ``b``'s ``ε`` from
+    ``(seed, indices[b])`` (stream ``"mmse"``), and ``σ: (B,)``."""
     if sigma <= 0:
-        raise ValueError(f"the MMSE noise level must be positive, got sigma={sigma}.")
+        raise ValueError(f"the noise level of a one-call estimate must be positive, got sigma={sigma}.")
     index_list = seeding.as_indices(op.batch_size if indices is None else indices)
     if len(index_list) != op.batch_size:
         raise ValueError(
@@ -42,5 +51,4 @@ def mmse(
         )
     device = default_device(net, y)
     noise = seeding.randn(seed, index_list, op.image_shape, "mmse", device)
-    s = torch.full((op.batch_size,), float(sigma), dtype=torch.float32, device=device)
-    return net(sigma * noise, s, op=op, y=y, class_labels=class_labels)
+    return sigma * noise, torch.full((op.batch_size,), float(sigma), dtype=torch.float32, device=device)

@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .. import seeding
 from ..degradations.base import Operator
-from .solvers import default_device
+from .mmse import pure_noise_input
 
 GRAM_SCHMIDT_EPS = 1e-8
 
@@ -78,14 +77,7 @@ def nppc(
     """
     if not getattr(net, "pcs", 0):
         raise ValueError("this model has no principal-component head; train one with --objective nppc --pcs K or load mnist32-nppc.")
-    if sigma <= 0:
-        raise ValueError(f"the NPPC noise level must be positive, got sigma={sigma}.")
-    index_list = seeding.as_indices(op.batch_size if indices is None else indices)
-    if len(index_list) != op.batch_size:
-        raise ValueError(f"got {len(index_list)} indices for a batch of {op.batch_size}; pass one per example.")
-    device = default_device(net, y)
-    noise = seeding.randn(seed, index_list, op.image_shape, "mmse", device)
-    s = torch.full((op.batch_size,), float(sigma), dtype=torch.float32, device=device)
-    mean, w = net(sigma * noise, s, op=op, y=y, class_labels=class_labels, return_pcs=True)
+    x_noisy, s = pure_noise_input(net, op, y, sigma, seed, indices)
+    mean, w = net(x_noisy, s, op=op, y=y, class_labels=class_labels, return_pcs=True)
     directions, stds = gram_schmidt(w)
     return mean, directions.to(mean.dtype), stds.to(mean.dtype)

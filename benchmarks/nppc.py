@@ -1,0 +1,106 @@
+"""NPPC validation (BENCHMARKS.md "Posterior principal components"): how much of the actual
+error the predicted directions capture, how well their predicted variances are calibrated, and
+what they cost, against random directions and the PCA of InvFussion posterior samples.
+
+For each degradation and each of N balanced test digits x, with a method's mean μ and orthonormal
+directions u₁..u_K, the error e = x − μ and the captured fraction ‖P_K e‖² / ‖e‖² =
+Σ_k ⟨e, u_k⟩² / ‖e‖² (averaged over the digits):
+
+- NPPC: one call of the NPPC model (its mean and directions);
+- random: K random orthonormal directions per digit, on the NPPC error;
+- sample PCA: mean and top-K PCA of S InvFussion posterior samples per digit (S · 63 NFE).
+
+Calibration: per direction k, the predicted variance σ_k² against the measured ⟨e, u_k⟩², both
+averaged over the digits (ratio 1 = calibrated). Seconds per digit are measured in this run.
+
+    python benchmarks/nppc.py --num-images 100 --samples 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from invfussion import degradations as deg
+from invfussion import models, sampling
+from invfussion.data import balanced_test_indices, load_mnist
+from invfussion.sampling.uncertainty import sample_pca
+
+
+def captured_fraction(error: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``error: (B, C, H, W)``, orthonormal ``directions: (B, K, C, H, W)`` → ``(B,)`` ‖P_K e‖²/‖e‖²."""
+    e = error.flatten(1).double()
+    along = torch.einsum("bkd,bd->bk", directions.flatten(2).double(), e)
+    return along.square().sum(1) / e.square().sum(1).clamp_min(1e-12)
+
+
+def random_directions(batch: int, k: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    n = torch.Size(shape).numel()
+    q, _ = torch.linalg.qr(torch.randn(batch, n, k, generator=g, dtype=torch.float64))
+    return q.transpose(1, 2).reshape(batch, k, *shape).float()
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mnist32-nppc")
+    parser.add_argument("--posterior-model", default="mnist32-invfussion")
+    parser.add_argument("--degradations", nargs="+", default=["inpaint-box", "inpaint-patches", "motion-blur"])
+    parser.add_argument("--num-images", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=16, help="posterior samples per digit for sample PCA")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    net, post_net = models.load(args.model), models.load(args.posterior_model)
+    k = net.pcs
+    images, _ = load_mnist("test")
+    all_indices = balanced_test_indices(args.num_images)
+    print(f"{args.model} (K = {k}) vs {args.posterior_model} sample PCA ({args.samples} samples), "
+          f"N = {args.num_images} test digits, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    head = "| degradation | NPPC | random | sample PCA | NPPC σ²/measured, k = 1..K | NPPC s/img | sample PCA s/img | time ratio |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for spec in args.degradations:
+        sums = {"nppc": [], "random": [], "sample": [], "predicted": [], "measured": []}
+        seconds = {"nppc": 0.0, "sample": 0.0}
+        for start in range(0, args.num_images, args.batch_size):
+            idx = all_indices[start:start + args.batch_size]
+            x = images[idx]
+            op = deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=idx.tolist(), seed=args.seed)
+            y = op.measure(x, seed=args.seed, indices=idx.tolist())
+            (mean, directions, stds), t = timed(sampling.nppc, net, op, y, seed=args.seed, indices=idx.tolist())
+            seconds["nppc"] += t
+            error = x - mean
+            along = torch.einsum("bkd,bd->bk", directions.flatten(2).double(), error.flatten(1).double())
+            sums["nppc"].append(captured_fraction(error, directions))
+            sums["random"].append(captured_fraction(error, random_directions(len(idx), k, tuple(x.shape[1:]), args.seed + start)))
+            sums["predicted"].append(stds.double().square())
+            sums["measured"].append(along.square())
+            with torch.no_grad():
+                samples, t = timed(sampling.posterior, post_net, op, y, seed=args.seed, indices=idx.tolist(),
+                                   num_samples=args.samples)
+                (s_mean, s_dirs, _), t2 = timed(sample_pca, samples, k)
+            seconds["sample"] += t + t2
+            sums["sample"].append(captured_fraction(x - s_mean, s_dirs))
+        frac = {name: float(torch.cat(sums[name]).mean()) for name in ("nppc", "random", "sample")}
+        ratio = torch.cat(sums["predicted"]).mean(0) / torch.cat(sums["measured"]).mean(0)
+        per_image = {name: s / args.num_images for name, s in seconds.items()}
+        print(f"| {spec} | {frac['nppc']:.3f} | {frac['random']:.3f} | {frac['sample']:.3f} | "
+              f"{' / '.join(f'{r:.2f}' for r in ratio.tolist())} | {per_image['nppc']:.4f} | {per_image['sample']:.2f} | "
+              f"{per_image['sample'] / per_image['nppc']:.0f}× |")
+
+
+if __name__ == "__main__":
+    main()
