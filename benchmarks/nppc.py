@@ -29,11 +29,14 @@ from invfussion.data import balanced_test_indices, load_mnist
 from invfussion.sampling.uncertainty import sample_pca
 
 
-def captured_fraction(error: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``error: (B, C, H, W)``, orthonormal ``directions: (B, K, C, H, W)`` → ``(B,)`` ‖P_K e‖²/‖e‖²."""
-    e = error.flatten(1).double()
-    along = torch.einsum("bkd,bd->bk", directions.flatten(2).double(), e)
-    return along.square().sum(1) / e.square().sum(1).clamp_min(1e-12)
+def coordinates(error: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``⟨e, u_k⟩: (B, K)`` of ``error: (B, C, H, W)`` on orthonormal ``directions: (B, K, C, H, W)``."""
+    return torch.einsum("bkd,bd->bk", directions.flatten(2).double(), error.flatten(1).double())
+
+
+def captured_fraction(error: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` ‖P_K e‖²/‖e‖² from ``error: (B, C, H, W)`` and its ``coordinates`` ``(B, K)``."""
+    return along.square().sum(1) / error.flatten(1).double().square().sum(1).clamp_min(1e-12)
 
 
 def random_directions(batch: int, k: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -83,9 +86,10 @@ def main() -> None:
             (mean, directions, stds), t = timed(sampling.nppc, net, op, y, seed=args.seed, indices=idx.tolist())
             seconds["nppc"] += t
             error = x - mean
-            along = torch.einsum("bkd,bd->bk", directions.flatten(2).double(), error.flatten(1).double())
-            sums["nppc"].append(captured_fraction(error, directions))
-            sums["random"].append(captured_fraction(error, random_directions(len(idx), k, tuple(x.shape[1:]), args.seed + start)))
+            along = coordinates(error, directions)
+            random = random_directions(len(idx), k, tuple(x.shape[1:]), args.seed + start)
+            sums["nppc"].append(captured_fraction(error, along))
+            sums["random"].append(captured_fraction(error, coordinates(error, random)))
             sums["predicted"].append(stds.double().square())
             sums["measured"].append(along.square())
             with torch.no_grad():
@@ -93,7 +97,7 @@ def main() -> None:
                                    num_samples=args.samples)
                 (s_mean, s_dirs, _), t2 = timed(sample_pca, samples, k)
             seconds["sample"] += t + t2
-            sums["sample"].append(captured_fraction(x - s_mean, s_dirs))
+            sums["sample"].append(captured_fraction(x - s_mean, coordinates(x - s_mean, s_dirs)))
         frac = {name: float(torch.cat(sums[name]).mean()) for name in ("nppc", "random", "sample")}
         ratio = torch.cat(sums["predicted"]).mean(0) / torch.cat(sums["measured"]).mean(0)
         per_image = {name: s / args.num_images for name, s in seconds.items()}

@@ -115,8 +115,8 @@ def _prepare_data(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    serve(args.host, args.port, model=args.model, nppc_model=args.nppc_model or None, device=args.device,
-          steps=args.steps)
+    serve(host=args.host, port=args.port, model=args.model, nppc_model=args.nppc_model or None,
+          device=args.device, steps=args.steps)
     return 0
 
 

@@ -27,10 +27,11 @@ from .data.datasets import image_to_tensor
 from .degradations import Operator, ZeroOperator
 from .metrics import consistency, psnr
 from .sampling import mmse, nppc, posterior, zeroshot
-from .sampling.uncertainty import sample_pca
+from .sampling.uncertainty import principal_shift, sample_pca
 from .training.grid import save_image_grid
 
 CONDITIONAL_METHODS = ("posterior", "mmse", "nppc")
+ONE_CALL_METHODS = ("mmse", "nppc")  # one output per image, no samples to take a PCA of
 METHODS = (*CONDITIONAL_METHODS, *zeroshot.METHODS)
 
 
@@ -130,15 +131,14 @@ def restore(
     """
     for method in methods:
         check_method(method, net, op)
-    sampling_methods = [m for m in methods if m not in ("mmse", "nppc")]
+    sampling_methods = [m for m in methods if m not in ONE_CALL_METHODS]
     if uncertainty and sampling_methods and num_samples < 2:
         raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
     result = Restoration(pinv=op.pinv(y), reference=reference)
     for method in methods:
         start = time.perf_counter()
-        if method == "nppc":
-            with torch.no_grad():
-                result.components[method] = nppc(net, op, y, seed=seed)
+        if method == "nppc":  # run_method's output plus the components
+            result.components[method] = nppc(net, op, y, seed=seed)
             out, nfe = result.components[method][0][:, None], 1
         else:
             out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress)
@@ -187,9 +187,7 @@ def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | 
                 std_map = out[:1].std(dim=1)
                 images[f"{method}-std"] = std_map / std_map.amax().clamp_min(1e-8) * 2 - 1
             for k in range(directions.shape[1]):
-                for sign, name in ((-2, "minus"), (2, "plus")):
-                    shifted = mean + sign * stds[:, k, None, None, None] * directions[:, k]
-                    images[f"{method}-pc{k}-{name}"] = shifted
+                images[f"{method}-pc{k}-minus"], images[f"{method}-pc{k}-plus"] = principal_shift(mean, directions, stds, k)
     for name, image in images.items():
         if image is not None:
             written.append(save_image_grid([image[:1]], out_dir / f"{name}.png", pad=0))

@@ -327,6 +327,12 @@ class HDiT(nn.Module):
         )
         self.rope = AxialRoPE(d_head)
 
+    def output_weight_by_channel(self) -> Tensor:
+        """``patch_out.weight`` viewed as ``(P·P, out_channels, width)``: output features are
+        ordered (row, col, channel), see :func:`unpatchify`."""
+        weight = self.patch_out.weight
+        return weight.view(self.patch_size**2, -1, weight.shape[1])
+
     def _grid(self, h: int, w: int, device: torch.device) -> TokenGrid:
         cos, sin = self.rope(grid_positions(h, w, device))
         return TokenGrid(h, w, cos, sin)

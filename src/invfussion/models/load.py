@@ -113,9 +113,8 @@ def initialize_from(net: Denoiser, source: str | Path) -> None:
         if target.shape == tensor.shape:
             target.copy_(tensor)
         elif name == "backbone.patch_out.weight" and target.shape[1:] == tensor.shape[1:]:
-            channels = net.img_channels
-            rows = target.shape[0] // (channels * (1 + net.pcs))  # output features are (row, col, channel)
-            target.view(rows, -1, target.shape[1])[:, :channels].copy_(tensor.view(rows, channels, -1))
+            by_channel = net.backbone.output_weight_by_channel()
+            by_channel[:, : net.img_channels].copy_(tensor.view(by_channel.shape[0], net.img_channels, -1))
         else:
             raise ValueError(f"{source}: {name} has shape {tuple(tensor.shape)}, the model needs {tuple(target.shape)}; start from a model with the same preset and widths.")
 

@@ -230,8 +230,7 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
     if cfg.pcs:
         # The output projection starts at zero (the image channels), but NPPC directions need a
         # non-zero start: Gram–Schmidt of zero vectors has no direction to follow.
-        weight = backbone.patch_out.weight.view(-1, c * (1 + cfg.pcs), cfg.widths[0])
-        nn.init.normal_(weight[:, c:], std=0.1 / cfg.widths[0] ** 0.5)
+        nn.init.normal_(backbone.output_weight_by_channel()[:, c:], std=0.1 / cfg.widths[0] ** 0.5)
     # Every resolved field, so that a saved model rebuilds even if the preset's defaults change.
     config = {"preset": preset, "conditioning": conditioning}
     config.update(

@@ -1,9 +1,17 @@
-"""Uncertainty from posterior samples: the per-pixel spread and the principal components."""
+"""Uncertainty from posterior samples (the principal components of the samples) and the images
+that show a principal direction, whatever predicted it (sample PCA or NPPC)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def principal_shift(mean: Tensor, directions: Tensor, stds: Tensor, k: int, scale: float = 2.0) -> tuple[Tensor, Tensor]:
+    """``mean ∓ scale·σ_k·u_k``, each ``(B, C, H, W)``, from ``mean: (B, C, H, W)``,
+    ``directions: (B, K, C, H, W)`` and ``stds: (B, K)``."""
+    shift = scale * stds[:, k, None, None, None] * directions[:, k]
+    return mean - shift, mean + shift
 
 
 def sample_pca(samples: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -203,16 +203,10 @@ def make_server(
         ) from None
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    model: str = "mnist32-invfussion",
-    nppc_model: str | None = "mnist32-nppc",
-    device: str = "cpu",
-    steps: int = 32,
-) -> None:
-    """Serve the page until Ctrl-C or SIGTERM (see :func:`make_server`), then delete its files."""
-    server = make_server(host, port, model, nppc_model, device, steps)
+def serve(**options: Any) -> None:
+    """Serve the page until Ctrl-C or SIGTERM, then delete its files; ``options`` are those of
+    :func:`make_server`."""
+    server = make_server(**options)
     signal.signal(signal.SIGTERM, _interrupt)
     if server.service.nppc_net is None:
         print(f"principal directions: sample PCA ({server.service.nppc_note})")

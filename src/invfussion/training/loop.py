@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import seeding
+from ..sampling.uncertainty import principal_shift
 from . import distributed
 from .batches import StepBatches
 from .checkpoint import (
@@ -434,8 +435,8 @@ class Trainer:
             y = op.measure(images, seed=seed)
             if self.cfg.objective == "nppc":
                 mean, directions, stds = sampling.nppc(net, op, y, self.cfg.mmse_sigma, seed=seed, class_labels=labels)
-                shift = 2 * stds[:, 0, None, None, None] * directions[:, 0]
-                outputs = [mean - shift, mean, mean + shift]
+                minus, plus = principal_shift(mean, directions, stds, 0)
+                outputs = [minus, mean, plus]
             elif self.cfg.objective == "mmse":
                 outputs = [sampling.mmse(net, op, y, self.cfg.mmse_sigma, seed=seed, class_labels=labels)]
             else:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..degradations.base import Operator
+from ..sampling.nppc import gram_schmidt
 
 
 @dataclass
@@ -111,17 +112,19 @@ class MMSELoss:
             raise ValueError(f"the MMSE objective needs a positive σ, got {sigma}; pass e.g. 100.")
         self.sigma_value = float(sigma)
 
-    def __call__(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
-        batch_size = batch.images.shape[0]
-        sigma = torch.full((batch_size,), self.sigma_value, device=batch.images.device)
-        denoised = net(
+    def estimate(self, net: nn.Module, batch: TrainingBatch, **outputs: bool):
+        """The network's call on the pure-noise input ``σ ε`` (``outputs``: e.g. ``return_pcs``)."""
+        sigma = torch.full((batch.images.shape[0],), self.sigma_value, device=batch.images.device)
+        return net(
             self.sigma_value * batch.noise, sigma, op=batch.op, y=batch.y,
-            class_labels=batch.class_labels, aug_labels=batch.aug_labels,
+            class_labels=batch.class_labels, aug_labels=batch.aug_labels, **outputs,
         )
-        return _per_example_mse(denoised, batch.images)
+
+    def __call__(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
+        return _per_example_mse(self.estimate(net, batch), batch.images)
 
 
-class NPPCLoss:
+class NPPCLoss(MMSELoss):
     """MMSE regression plus NPPC (NOTES §5): a mean ``μ`` and ``K`` posterior principal components.
 
     The network is called like :class:`MMSELoss` (pure noise at a fixed large σ) with
@@ -141,23 +144,17 @@ class NPPCLoss:
 
     def __init__(self, sigma: float = 100.0, ramp_steps: int = 500, variance_weight: float = 1.0,
                  second_moment_weight: float = 0.1):
-        if not sigma > 0 or ramp_steps < 0 or variance_weight < 0 or second_moment_weight < 0:
-            raise ValueError("the NPPC objective needs σ > 0 and non-negative ramp steps and weights.")
-        self.sigma_value, self.ramp_steps = float(sigma), int(ramp_steps)
+        super().__init__(sigma)
+        if ramp_steps < 0 or variance_weight < 0 or second_moment_weight < 0:
+            raise ValueError("the NPPC objective needs non-negative ramp steps and weights.")
+        self.ramp_steps = int(ramp_steps)
         self.variance_weight, self.second_moment_weight = float(variance_weight), float(second_moment_weight)
 
     def ramp(self, step: int) -> float:
         return 1.0 if self.ramp_steps == 0 else min(step / self.ramp_steps, 1.0)
 
     def __call__(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
-        from ..sampling.nppc import gram_schmidt
-
-        batch_size = batch.images.shape[0]
-        sigma = torch.full((batch_size,), self.sigma_value, device=batch.images.device)
-        mean, w = net(
-            self.sigma_value * batch.noise, sigma, op=batch.op, y=batch.y,
-            class_labels=batch.class_labels, aug_labels=batch.aug_labels, return_pcs=True,
-        )
+        mean, w = self.estimate(net, batch, return_pcs=True)
         mse = _per_example_mse(mean, batch.images)
         error = (batch.images.float() - mean.detach().float()).flatten(1)  # (B, D)
         directions, norms = gram_schmidt(w)
@@ -173,9 +170,9 @@ Objective = Callable[[nn.Module, TrainingBatch], Tensor]
 
 # name -> factory taking the loss options.
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "diffusion": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: DiffusionLoss(p_mean, p_std, sigma_data),
-    "mmse": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: MMSELoss(mmse_sigma),
-    "nppc": lambda p_mean, p_std, sigma_data, mmse_sigma, nppc_ramp_steps: NPPCLoss(mmse_sigma, nppc_ramp_steps),
+    "diffusion": lambda p_mean, p_std, sigma_data, **_: DiffusionLoss(p_mean, p_std, sigma_data),
+    "mmse": lambda mmse_sigma, **_: MMSELoss(mmse_sigma),
+    "nppc": lambda mmse_sigma, nppc_ramp_steps, **_: NPPCLoss(mmse_sigma, nppc_ramp_steps),
 }
 
 
