@@ -87,6 +87,15 @@ def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
     assert_one_line_error(result, "principal-component head")
 
 
+def test_nppc_training_errors_are_one_line(tiny_run, tmp_path):
+    common = ("train", "--steps", "1", "--batch-size", "2", "--device", "cpu", "--model-overrides", json.dumps(TINY_MODEL))
+    result = run_cli(*common, "--objective", "nppc", "--out", str(tmp_path / "a"))
+    assert_one_line_error(result, "--pcs K")
+    result = run_cli(*common, "--conditioning", "palette", "--objective", "nppc", "--pcs", "2",
+                     "--init-from", str(tiny_run), "--out", str(tmp_path / "b"))
+    assert_one_line_error(result, "different architecture")
+
+
 def test_missing_input_file(tiny_run, tmp_path):
     result = run_cli("restore", "--model", str(tiny_run), "--input", str(tmp_path / "nope.png"),
                      "--degradation", "matrix", "--out", str(tmp_path / "o"))
