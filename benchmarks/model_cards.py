@@ -4,7 +4,7 @@ Reads the results JSON files written by `benchmarks/mnist_benchmark.sh` (``invfu
 evaluate``), stores each model's cells under ``card["test_metrics"]`` in its asset JSON, and
 renders every card as Markdown.
 
-    python benchmarks/model_cards.py benchmarks/results/*.json
+    python benchmarks/model_cards.py benchmarks/results/table1/*.json benchmarks/results/*.json
 """
 
 from __future__ import annotations
