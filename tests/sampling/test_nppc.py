@@ -11,6 +11,7 @@ from invfussion import degradations as deg
 from invfussion import models, sampling
 from invfussion.sampling import gaussian_posterior
 from invfussion.sampling.gaussian import dense_matrix
+from invfussion.sampling.mmse import pure_noise_input
 from invfussion.training.losses import NPPCLoss, TrainingBatch
 
 TINY = dict(widths=[32, 64], depths=[1, 1], d_head=16, mapping_width=32, logvar_channels=16)
@@ -35,16 +36,26 @@ def test_gram_schmidt_gradient_never_moves_earlier_directions():
     assert torch.count_nonzero(w.grad[:, :2]) == 0 and torch.count_nonzero(w.grad[:, 2]) > 0
 
 
-def test_nppc_mean_is_the_mmse_call_and_directions_are_orthonormal():
+def test_nppc_mean_is_the_mmse_call_and_directions_are_orthonormal_in_decreasing_std():
     torch.manual_seed(0)
     net = models.build("mnist32", "invfussion", pcs=3, **TINY).eval()
+    with torch.no_grad():  # a random output layer: the heads' Gram–Schmidt order is not the std order
+        net.backbone.patch_out.weight.normal_(0, 0.05)
     op = deg.from_spec("inpaint-box", image_shape=(1, 32, 32), batch=2, seed=1)
     y = op.measure(torch.rand(2, 1, 32, 32) * 2 - 1, seed=1)
     mean, directions, stds = sampling.nppc(net, op, y, seed=4)
     assert torch.equal(mean, sampling.mmse(net, op, y, seed=4))
     assert directions.shape == (2, 3, 1, 32, 32) and stds.shape == (2, 3) and bool((stds > 0).all())
+    assert bool((stds[:, :-1] >= stds[:, 1:]).all())
     flat = directions.flatten(2)
     assert torch.allclose(flat @ flat.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)
+    # the same directions and stds as Gram–Schmidt of the raw heads, only reordered
+    x_noisy, s = pure_noise_input(net, op, y, 100.0, 4, None)
+    raw, raw_stds = sampling.gram_schmidt(net(x_noisy, s, op=op, y=y, return_pcs=True)[1])
+    assert not bool((raw_stds[:, :-1] >= raw_stds[:, 1:]).all())  # so the sorting is exercised
+    for b in range(2):
+        order = raw_stds[b].argsort(descending=True)
+        assert torch.allclose(stds[b], raw_stds[b][order]) and torch.allclose(directions[b], raw[b][order])
 
 
 def test_nppc_needs_a_principal_component_head():

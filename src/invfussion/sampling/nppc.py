@@ -73,11 +73,14 @@ def nppc(
 
     Returns:
         mean ``(B, C, H, W)``, orthonormal directions ``(B, K, C, H, W)`` and the predicted
-        posterior standard deviation along each direction ``(B, K)``.
+        posterior standard deviation along each direction ``(B, K)``, per example in decreasing
+        order of that deviation (training makes the heads' order only approximately so).
     """
     if not getattr(net, "pcs", 0):
         raise ValueError("this model has no principal-component head; train one with --objective nppc --pcs K or load mnist32-nppc.")
     x_noisy, s = pure_noise_input(net, op, y, sigma, seed, indices)
     mean, w = net(x_noisy, s, op=op, y=y, class_labels=class_labels, return_pcs=True)
     directions, stds = gram_schmidt(w)
+    stds, order = stds.sort(dim=1, descending=True)
+    directions = directions.gather(1, order[:, :, None, None, None].expand_as(directions))
     return mean, directions.to(mean.dtype), stds.to(mean.dtype)
