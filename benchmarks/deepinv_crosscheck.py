@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from invfussion import models, sampling
-from invfussion.data import balanced_test_indices, load_mnist
+from invfussion.data import balanced_indices, load_mnist
 from invfussion.integrations.deepinv import (
     DeepinvDenoiser,
     from_deepinv_image,
@@ -121,7 +121,7 @@ def main() -> None:
 
     net = sampling.NFECounter(models.load(args.model))  # counts the denoiser calls per batch
     images, _ = load_mnist("test")
-    x = images[balanced_test_indices(args.num_images)]
+    x = images[balanced_indices(args.num_images, "test")]
     cases = physics_cases(args.seed)
     measurements = {}
     for column, physics in cases.items():

@@ -25,7 +25,7 @@ import torch
 
 from invfussion import degradations as deg
 from invfussion import models, sampling
-from invfussion.data import balanced_test_indices, load_mnist
+from invfussion.data import balanced_indices, load_mnist
 from invfussion.sampling.uncertainty import sample_pca
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     net, post_net = models.load(args.model), models.load(args.posterior_model)
     k = net.pcs
     images, _ = load_mnist("test")
-    all_indices = balanced_test_indices(args.num_images)
+    all_indices = balanced_indices(args.num_images, "test")
     print(f"{args.model} (K = {k}) vs {args.posterior_model} sample PCA ({args.samples} samples), "
           f"N = {args.num_images} test digits, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     head = "| degradation | NPPC | random | sample PCA | NPPC σ²/measured, k = 1..K | NPPC s/img | sample PCA s/img | time ratio |"

@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from invfussion import models, sampling
-from invfussion.data import balanced_test_indices, load_mnist
+from invfussion.data import balanced_indices, load_mnist
 from invfussion.metrics import MnistFeatures
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     print(f"N = {args.num_samples}, classifier test accuracy {classifier.test_accuracy}, torch {torch.__version__}\n")
     print(f"| samples | top probability ≥ {args.threshold} | mean top probability | class entropy (bits) |")
     print("|---|---|---|---|")
-    print(confidence_row("test digits (reference)", classifier, images[balanced_test_indices(args.num_samples)], args.threshold))
+    print(confidence_row("test digits (reference)", classifier, images[balanced_indices(args.num_samples, "test")], args.threshold))
     for name in args.models:
         net = models.load(name)
         with torch.no_grad():

@@ -2,7 +2,7 @@
 
     python benchmarks/train_classifier.py            # ≈ a few minutes on 2 CPU threads
 
-Trains :class:`invfussion.metrics.mnist_features.MnistClassifier` on the 4,500 training digits
+Trains :class:`invfussion.metrics.mnist_features.MnistClassifier` on the 4,000 training digits
 (random ±2 px shifts; Adam with cosine decay), measures its accuracy on the 500 test digits,
 prints it, and writes ``src/invfussion/assets/mnist-classifier.safetensors`` plus the JSON card
 that records the accuracy and the settings. The test split is used for that one measurement only.
@@ -89,7 +89,7 @@ def main() -> None:
         "architecture": ARCHITECTURE,
         "feature_dim": FEATURE_DIM,
         "input": "(N, 1, 32, 32) in [-1, 1]",
-        "train_split": "embedded MNIST train (4,500 digits, 450 per class)",
+        "train_split": "embedded MNIST train (4,000 digits, 400 per class)",
         "test_accuracy": round(test_accuracy, 4),
         "test_split": "embedded MNIST test (500 digits, 50 per class)",
         "epochs": args.epochs,

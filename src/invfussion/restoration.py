@@ -3,7 +3,11 @@ restoration writes, and the one-command demo on the embedded digits.
 
 Methods:
 - ``posterior``: EDM posterior samples from a conditional (InvFussion / Palette) model;
+- ``posterior-mean``: the mean of ``num_samples`` such samples (one output, ``num_samples``
+  times a sample's NFE);
 - ``mmse``: the one-call MMSE estimate (NOTES §5) from a conditional model;
+- ``lmmse``: the linear-MMSE floor (NOTES §4) under a Gaussian prior fitted to the model's
+  training data; it never calls the network (NFE 0), so it works with any loaded model;
 - ``nppc``: the MMSE estimate and the posterior principal components from one call of a model
   trained with ``--objective nppc`` (e.g. ``mnist32-nppc``);
 - ``dps``, ``ddrm``, ``ddnm``, ``pigdm``, ``daps``: zero-shot samplers driving the model's
@@ -18,21 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
 from . import seeding
-from .data.datasets import image_to_tensor
+from .data.images import FORMATS, ImageError, decode_image
 from .degradations import Operator, ZeroOperator
 from .metrics import consistency, psnr
-from .sampling import mmse, nppc, posterior, zeroshot
+from .sampling import lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
+from .sampling.lmmse import training_prior
 from .sampling.uncertainty import principal_shift, sample_pca
 from .training.grid import save_image_grid
 
-CONDITIONAL_METHODS = ("posterior", "mmse", "nppc")
-ONE_CALL_METHODS = ("mmse", "nppc")  # one output per image, no samples to take a PCA of
-METHODS = (*CONDITIONAL_METHODS, *zeroshot.METHODS)
+CONDITIONAL_METHODS = ("posterior", "posterior-mean", "mmse", "nppc")
+ONE_CALL_METHODS = ("mmse", "nppc", "posterior-mean", "lmmse")  # one output per image, no samples to take a PCA of
+METHODS = (*CONDITIONAL_METHODS, "lmmse", *zeroshot.METHODS)
 
 
 @dataclass
@@ -71,6 +75,8 @@ def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
         )
     if method == "nppc" and not getattr(net, "pcs", 0):
         raise ValueError("method 'nppc' needs a model with a principal-component head; pass --model mnist32-nppc or a model trained with --objective nppc.")
+    if method == "lmmse" and not getattr(net, "train_data", None):
+        raise ValueError("method 'lmmse' fits its prior to the model's training data, which this model does not name; load a checkpoint or exported model with models.load.")
 
 
 @torch.no_grad()  # DPS and ΠGDM switch gradients on around their own network calls
@@ -88,19 +94,23 @@ def run_method(
 ) -> tuple[Tensor, int]:
     """Run one method on measurements ``y: (B, M)`` of ``op``.
 
-    Returns ``(B, S, C, H, W)`` outputs (``S = num_samples``, 1 for ``mmse``) and the NFE per
-    output image. Output ``(b, s)`` depends on ``(seed, indices[b], s)`` only.
+    Returns ``(B, S, C, H, W)`` outputs (``S = num_samples``, 1 for the ``ONE_CALL_METHODS``) and
+    the NFE per output image. Output ``(b, s)`` depends on ``(seed, indices[b], s)`` only.
     """
     check_method(method, net, op)
     if method == "mmse":
         return mmse(net, op, y, seed=seed, indices=indices)[:, None], 1
     if method == "nppc":
         return nppc(net, op, y, seed=seed, indices=indices)[0][:, None], 1
-    if method == "posterior":
+    if method == "lmmse":
+        return lmmse(training_prior(net.train_data, op.image_shape), op, y)[:, None], 0
+    if method in ("posterior", "posterior-mean"):
         steps = steps or 32
-        out = posterior(net, op, y, steps=steps, solver=solver, seed=seed, indices=indices,
-                        num_samples=num_samples, progress=progress)
-        return out, 2 * steps - 1 if solver == "heun" else steps
+        nfe = 2 * steps - 1 if solver == "heun" else steps
+        options = {"steps": steps, "solver": solver, "seed": seed, "indices": indices, "progress": progress}
+        if method == "posterior-mean":
+            return posterior_mean(net, op, y, num_samples, **options)[:, None], num_samples * nfe
+        return posterior(net, op, y, num_samples=num_samples, **options), nfe
     options = {} if steps is None else {"steps": steps}
     sampler = zeroshot.get(method)
     outs = [
@@ -199,29 +209,22 @@ def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | 
     return written
 
 
-def load_image(path: str | Path, image_shape: tuple[int, int, int]) -> Tensor:
-    """An image file as ``(1, C, H, W)`` in [-1, 1], checked against the model's ``(C, H, W)``."""
+def load_image(path: str | Path, image_shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+    """An image file as ``(1, C, H, W)`` in [-1, 1] for a model of ``(C, H, W)``, and a note for
+    each conversion made (the rules of :mod:`invfussion.data.images`; the size must match)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"input image {path} does not exist; pass an existing PNG or JPEG file.")
+        raise FileNotFoundError(f"input image {path} does not exist; pass an existing {FORMATS} file.")
     try:
-        with Image.open(path) as image:
-            image.load()
-            pil = image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read {path} as an image ({exc}); pass a valid PNG or JPEG file.") from None
-    channels = 1 if pil.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-    if channels != image_shape[0]:
+        image = decode_image(path.read_bytes(), image_shape[0])
+    except ImageError as exc:
+        raise ValueError(f"cannot read {path} as an image: {exc}; pass a valid {FORMATS} file.") from None
+    if image.size != (image_shape[2], image_shape[1]):
         raise ValueError(
-            f"{path} has {channels} channel(s) but the model expects {image_shape[0]}; convert the image "
-            f"to {'grayscale' if image_shape[0] == 1 else 'RGB'} first."
-        )
-    if pil.size != (image_shape[2], image_shape[1]):
-        raise ValueError(
-            f"{path} is {pil.size[0]}×{pil.size[1]} but the model expects {image_shape[2]}×{image_shape[1]}; "
+            f"{path} is {image.size[0]}×{image.size[1]} but the model expects {image_shape[2]}×{image_shape[1]}; "
             "resize it (e.g. with `invfussion prepare-data`)."
         )
-    return image_to_tensor(pil, channels)[None]
+    return image.tensor()[None], image.notes()
 
 
 DEMO_DEGRADATIONS = ("motion-blur", "inpaint-patches", "matrix", "outpaint-box")
@@ -241,12 +244,12 @@ def demo(
     one below the other) and returns its path and a Markdown PSNR table.
     """
     from . import degradations as deg
-    from .data import balanced_test_indices, load_mnist
+    from .data import balanced_indices, load_mnist
     from .models import load
 
     net = load(model)
     images, _ = load_mnist("test")
-    x = images[balanced_test_indices(num_images)]
+    x = images[balanced_indices(num_images, "test")]
     rows, table = [], ["| degradation | A⁺y | posterior (per sample, 2) | MMSE |", "|---|---|---|---|"]
     for family in tqdm(degradations, desc="demo", disable=not progress):
         op = deg.from_spec(family, image_shape=tuple(x.shape[1:]), batch=num_images, seed=seed)

@@ -60,6 +60,33 @@ def test_restore_writes_images_and_metrics(tiny_run, tmp_path):
         assert (out / f"{name}.png").is_file(), name
 
 
+def test_restore_and_evaluate_lmmse_and_posterior_mean(tiny_run, tmp_path):
+    """lmmse is the closed form under the training digits' Gaussian (NFE 0, any model, here the
+    tiny run trained on "mnist"); posterior-mean is one image costing n samples' NFE."""
+    from invfussion import degradations as deg
+    from invfussion import sampling
+    from invfussion.data import load_mnist
+    from invfussion.metrics import psnr
+
+    out = tmp_path / "restored"
+    assert main(["restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation", "matrix:rows=64",
+                 "--method", "lmmse", "posterior-mean", "--num-samples", "3", "--steps", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["methods"]
+    assert metrics["lmmse"]["nfe"] == 0 and metrics["posterior-mean"]["nfe"] == 3 * 3
+    assert (out / "lmmse.png").is_file() and (out / "posterior-mean.png").is_file()
+    x = load_mnist("test")[0][3:4]
+    op = deg.from_spec("matrix:rows=64", (1, 32, 32), batch=1, seed=0)
+    prior = sampling.GaussianPrior.fit(load_mnist("train")[0])
+    expected = sampling.lmmse(prior, op, op.measure(x, seed=0))
+    assert metrics["lmmse"]["psnr"] == pytest.approx(float(psnr(expected, x)), abs=1e-4)
+
+    results = tmp_path / "results.json"
+    assert main(["evaluate", "--models", f"tiny={tiny_run}", "--degradations", "matrix", "--num-images", "10",
+                 "--methods", "tiny:lmmse", "--out", str(results)]) == 0
+    (cell,) = json.loads(results.read_text())["cells"].values()
+    assert cell["nfe"] == 0 and cell["fd"] is not None and cell["c_fd"] is not None
+
+
 def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
     from invfussion import degradations as deg
     from invfussion import models
@@ -111,12 +138,17 @@ def test_bad_spec(tiny_run, tmp_path):
     assert_one_line_error(result, "telepathy")
 
 
-def test_wrong_channel_count(tiny_run, tmp_path):
+def test_colour_input_is_converted_for_a_grey_model_and_a_wrong_size_is_one_line(tiny_run, tmp_path, capsys):
     path = tmp_path / "rgb.png"
-    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.full((32, 32, 3), (255, 0, 0), dtype=np.uint8)).save(path)
+    assert main(["restore", "--model", str(tiny_run), "--input", str(path), "--degradation", "matrix",
+                 "--method", "mmse", "--out", str(tmp_path / "o")]) == 0
+    assert "note: converted the colour image to grayscale" in capsys.readouterr().out
+    assert np.asarray(Image.open(tmp_path / "o" / "reference.png")).max() == 76  # the luma of red
+    Image.new("L", (30, 32)).save(path)
     result = run_cli("restore", "--model", str(tiny_run), "--input", str(path), "--degradation", "matrix",
                      "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, "channel")
+    assert_one_line_error(result, "30×32", "expects 32×32")
 
 
 def test_corrupt_image_and_checkpoint(tiny_run, tmp_path):
@@ -162,6 +194,25 @@ def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path):
     # Other settings on the same file are refused with one line.
     result = run_cli(*common[:-4], "--steps", "3", "--out", str(out), "--methods", "tiny:mmse")
     assert_one_line_error(result, "other settings")
+
+
+def test_evaluate_on_validation_digits_keeps_its_own_cells(tiny_run, tmp_path, capsys):
+    common = ["evaluate", "--models", f"tiny={tiny_run}", "--degradations", "matrix", "--num-images", "10",
+              "--methods", "tiny:mmse", "--out"]
+    assert main(common + [str(tmp_path / "test.json")]) == 0
+    assert main(common + [str(tmp_path / "validation.json"), "--split", "validation"]) == 0
+    test = json.loads((tmp_path / "test.json").read_text())
+    validation = json.loads((tmp_path / "validation.json").read_text())
+    assert test["spec"]["split"] == "test" and validation["spec"]["split"] == "validation"
+    (on_test,), (on_validation,) = test["cells"].values(), validation["cells"].values()
+    assert on_test["psnr"] != on_validation["psnr"]  # other digits
+    # Cells of one split are never reused for the other; a file written before splits existed is test.
+    assert main(common + [str(tmp_path / "test.json"), "--split", "validation"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    del test["spec"]["split"]
+    (tmp_path / "test.json").write_text(json.dumps(test))
+    assert main(common + [str(tmp_path / "test.json")]) == 0
+    assert json.loads((tmp_path / "test.json").read_text())["cells"] == test["cells"]
 
 
 def test_demo_on_the_shipped_model(tmp_path):

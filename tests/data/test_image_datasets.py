@@ -54,12 +54,13 @@ def test_wrong_resolution_is_a_clear_error(tmp_path):
         data.open_dataset(tmp_path, resolution=16)[0]
 
 
-def test_channels_follow_the_first_image(tmp_path):
-    _write_png(tmp_path / "a.png", mode="L")
+def test_one_colour_image_makes_the_dataset_rgb(tmp_path):
+    grey = _write_png(tmp_path / "a.png", mode="L")
     _write_png(tmp_path / "b.png", mode="RGB")
     dataset = data.open_dataset(tmp_path)
-    assert dataset[1][0].shape == (1, 8, 8)
-    assert data.open_dataset(tmp_path, channels=3)[0][0].shape == (3, 8, 8)
+    assert dataset.channels == 3 and dataset[1][0].shape == (3, 8, 8)
+    assert torch.allclose(dataset[0][0], torch.from_numpy(grey).float().expand(3, 8, 8) / 127.5 - 1)
+    assert data.open_dataset(tmp_path, channels=1)[1][0].shape == (1, 8, 8)
 
 
 def test_zip_round_trip_with_labels(tmp_path):
@@ -69,7 +70,7 @@ def test_zip_round_trip_with_labels(tmp_path):
         for i, cls in enumerate(["a", "b", "a"])
     ]
     dest = tmp_path / "out" / "data.zip"
-    assert data.prepare_data(src, dest, resolution=12, progress=False) == 3
+    assert data.prepare_data(src, dest, resolution=12, progress=False).written == 3
     with zipfile.ZipFile(dest) as archive:
         labels = json.loads(archive.read("dataset.json"))["labels"]
     assert labels == [
@@ -100,7 +101,7 @@ def test_prepare_data_crops_and_resizes(tmp_path):
 def test_bad_sources_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.open_dataset(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="no PNG or JPEG"):
+    with pytest.raises(FileNotFoundError, match="no PNG, JPEG, TIFF, BMP or WebP"):
         data.open_dataset(tmp_path)
     (tmp_path / "bad.zip").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a valid zip"):

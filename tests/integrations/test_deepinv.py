@@ -70,10 +70,10 @@ def unconditional():
 
 @pytest.fixture(scope="module")
 def digits():
-    from invfussion.data import balanced_test_indices, load_mnist
+    from invfussion.data import balanced_indices, load_mnist
 
     images, _ = load_mnist("test")
-    return images[balanced_test_indices(2)]
+    return images[balanced_indices(2, "test")]
 
 
 # -- the operator ---------------------------------------------------------------------------------
@@ -106,6 +106,19 @@ def test_wrapped_physics_matches_physics_and_satisfies_moore_penrose(name):
     assert (P @ A @ P - P).abs().max() < tol * float(P.abs().max())
     assert ((A @ P) - (A @ P).T).abs().max() < tol
     assert ((P @ A) - (P @ A).T).abs().max() < tol
+
+
+@pytest.mark.parametrize("name", PHYSICS)
+def test_wrapped_adjoint_is_the_dense_transpose(name):
+    """op.AT (physics.A_adjoint) has the transpose of op.A's dense matrix, and ⟨Ax, y⟩ = ⟨x, Aᵀy⟩."""
+    op = bridge.from_physics(_physics(name), SMALL, batch_size=1)
+    A = sampling.dense_matrix(op)[0]  # (M, n)
+    M = A.shape[0]
+    transpose = op.AT(torch.eye(M, dtype=F64)[None]).reshape(M, -1)  # row j: Aᵀ e_j
+    torch.testing.assert_close(transpose, A, rtol=1e-5, atol=1e-6 * float(A.abs().max()))
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(1, *SMALL, generator=g), torch.randn(1, M, generator=g)
+    torch.testing.assert_close((op.A(x) * y).sum(), (x * op.AT(y)).sum(), rtol=1e-5, atol=1e-5)
 
 
 def test_noise_level_and_value_range_conversions():

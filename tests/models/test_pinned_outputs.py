@@ -61,8 +61,10 @@ def test_denoiser_outputs_match_the_pinned_values():
     expected = load_file(PINNED)
     got = outputs()
     assert set(got) == set(expected)
+    # Float32 rounding differs with the order of sums; A⁺ of strided blur keeps singular values
+    # down to 1e-4 of the largest, so it can lift such differences to ~1e-4. A real change is O(1).
     for key, value in got.items():
-        torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=3e-4, msg=key)
 
 
 if __name__ == "__main__":

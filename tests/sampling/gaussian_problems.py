@@ -30,6 +30,9 @@ class DenseOperator(Operator):
         flat = y @ self.matrix_pinv.to(y.dtype).transpose(1, 2)
         return flat.reshape(y.shape[0], y.shape[1], *self.image_shape)
 
+    def _adjoint(self, y):  # (B, K, M) -> (B, K, C, H, W)
+        return (y @ self.matrix.to(y.dtype)).reshape(y.shape[0], y.shape[1], *self.image_shape)
+
     def repeat(self, batch: int) -> DenseOperator:
         """The first example's matrix repeated ``batch`` times."""
         return DenseOperator(

@@ -79,15 +79,35 @@ def step_batches(**kwargs) -> StepBatches:
 
 
 def test_shards_reassemble_the_global_batch():
-    """What rank r of N sees is exactly its slice of the single-process batch (DDP equivalence)."""
+    """What rank r of N sees is exactly its share of the single-process batch (DDP equivalence):
+    each example, found by its global index, carries the same data and operator in both."""
     whole = step_batches()[3]
     halves = [step_batches(positions=slice(0, 4))[3], step_batches(positions=slice(4, 8))[3]]
-    for name in ("images", "noise", "sigma_normal", "class_labels", "aug_labels", "indices"):
-        assert torch.equal(getattr(whole, name), torch.cat([getattr(h, name) for h in halves])), name
-    for b in range(8):
-        half, row = halves[b // 4], b % 4
+    assert sorted(whole.indices.tolist()) == list(range(24, 32))
+    assert sorted(halves[0].indices.tolist()) == list(range(24, 28))
+    row_of = {int(g): (h, r) for h in halves for r, g in enumerate(h.indices)}
+    restored = {name: [] for name in ("images", "noise", "sigma_normal", "class_labels", "aug_labels", "share_draw")}
+    for b, g in enumerate(whole.indices.tolist()):
+        half, row = row_of[g]
+        for name, rows in restored.items():
+            rows.append(getattr(half, name)[row])
         assert torch.allclose(whole.op.pinv(whole.y)[b], half.op.pinv(half.y)[row])
-    assert whole.indices.tolist() == list(range(24, 32))
+    for name, rows in restored.items():
+        assert torch.equal(getattr(whole, name), torch.stack(rows)), name
+
+
+def test_batches_hold_each_family_as_one_contiguous_slice():
+    """The loader orders a batch by family (and blur stride); each example keeps its own draws."""
+    batches = step_batches(mixture=deg.Mixture(["matrix", "motion-blur", "inpaint-patches", "none"]), global_batch=32,
+                           positions=slice(0, 32))
+    batch = batches[2]
+    assert isinstance(batch.op, deg.GroupedOperator) and batch.op.contiguous
+    assert all(part.contiguous for part in batch.op.parts if isinstance(part, deg.GroupedOperator))
+    assert sorted(batch.indices.tolist()) == list(range(64, 96)) and batch.indices.tolist() != list(range(64, 96))
+    # example g's operator is the one the mixture draws for g alone
+    for b in (0, 13, 31):
+        alone = batches.mixture.sample(None, (1, 32, 32), seed=batches.seed, indices=[int(batch.indices[b])])
+        torch.testing.assert_close(alone.A(batch.images[b : b + 1]), batch.op.A(batch.images)[b : b + 1, : alone.measurement_size])
 
 
 def test_epochs_visit_every_image_once():

@@ -3,34 +3,43 @@
 Every dataset yields ``(image, label)`` with ``image: (C, H, W)`` float32 in ``[-1, 1]`` and
 ``label`` an int (``-1`` when the dataset has no labels); it works with ``torch.utils.data``.
 
+Decoding follows :mod:`invfussion.data.images` (formats, bit depth, modes, EXIF orientation),
+as everywhere else an image enters.
+
 Unreadable images. A file that fails to decode is skipped: the dataset warns once per file,
 counts it in ``dataset.skipped`` (distinct files, counted in the process that read them) and
 returns the next readable image in index order instead (wrapping around), so an epoch never
 crashes on one bad file and the substitute for index ``i`` is the same on every run.
 
-Shape rules. The first readable image fixes the channel count (1 for grey, 3 for colour) unless
-``channels`` is given; other images are converted to it. A ``resolution`` (default: the first
+Shape rules. Every image is converted to one channel count: ``channels`` if given, else the
+``"channels"`` entry of the ``dataset.json`` (written by ``prepare-data``), else 3 if any image
+has colour and 1 otherwise (a scan of the file headers). A ``resolution`` (default: the first
 image's size) must match every image exactly: a mismatch raises ``ValueError`` pointing at
 ``invfussion prepare-data``, which crops and resizes.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
+from .images import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    DecodedImage,
+    ImageError,
+    convert_channels,
+    decode_image,
+    has_colour,
+)
 from .mnist import load_mnist
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_FILE = "dataset.json"
 
 
@@ -50,23 +59,20 @@ def labels_from_subfolders(relative_paths: list[str]) -> dict[str, int] | None:
     return {path: index[p[0]] for path, p in zip(relative_paths, parts)}
 
 
-def read_labels_json(text: str, source: str) -> dict[str, int]:
-    """Parse EDM's ``{"labels": [[filename, label], ...]}`` (``"labels": null`` means none)."""
+def read_dataset_json(text: str, source: str) -> tuple[dict[str, int], int | None]:
+    """Parse EDM's ``{"labels": [[filename, label], ...]}`` (``"labels": null`` means none) and the
+    ``"channels"`` (1 or 3) that ``prepare-data`` adds; returns ``(labels, channels or None)``."""
     try:
-        entries = json.loads(text).get("labels") or []
-        return {str(name).replace("\\", "/"): int(label) for name, label in entries}
+        record = json.loads(text)
+        entries, channels = record.get("labels") or [], record.get("channels")
+        if channels not in (None, 1, 3):
+            raise ValueError(f'"channels" must be 1 or 3, got {channels!r}')
+        return {str(name).replace("\\", "/"): int(label) for name, label in entries}, channels
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(
             f"{source} is not a valid dataset.json ({error}); write "
             '{"labels": [["file.png", 0], ...]} or delete it.'
         ) from None
-
-
-def image_to_tensor(image: Image.Image, channels: int) -> Tensor:
-    """A Pillow image as ``(C, H, W)`` float32 in [-1, 1], converted to ``channels`` (1 or 3)."""
-    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(array.transpose(2, 0, 1).copy()) / 127.5 - 1.0
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -82,7 +88,7 @@ class ImageDataset(torch.utils.data.Dataset):
     ):
         if not names:
             raise FileNotFoundError(
-                f"no PNG or JPEG images found in {source}; point at a folder or zip of images."
+                f"no {FORMATS} images found in {source}; point at a folder or zip of images."
             )
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}.")
@@ -93,7 +99,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.skipped = 0
         self._bad: set[int] = set()
         first = self._first_readable()
-        self.channels = channels or (1 if first.mode in ("1", "L", "I", "I;16", "F") else 3)
+        self.channels = channels or self._scan_channels()
         self.resolution = resolution or first.size[0]
         self.image_shape = (self.channels, self.resolution, self.resolution)
 
@@ -113,7 +119,17 @@ class ImageDataset(torch.utils.data.Dataset):
             f"none of the {len(self)} images in {self.source} can be read; check the files."
         )
 
-    def _first_readable(self) -> Image.Image:
+    def _scan_channels(self) -> int:
+        """3 if any readable image has colour (from the headers), else 1."""
+        for i in range(len(self)):
+            try:
+                if i not in self._bad and has_colour(self._read_bytes(i)):
+                    return 3
+            except (OSError, zipfile.BadZipFile):
+                continue  # unreadable: skipped with a warning when it is decoded
+        return 1
+
+    def _first_readable(self) -> DecodedImage:
         for i in range(len(self)):
             image = self._decode(i)
             if image is not None:
@@ -122,14 +138,12 @@ class ImageDataset(torch.utils.data.Dataset):
             f"none of the {len(self)} images in {self.source} can be read; check the files."
         )
 
-    def _decode(self, index: int) -> Image.Image | None:
+    def _decode(self, index: int) -> DecodedImage | None:
         if index in self._bad:
             return None
         try:
-            with Image.open(io.BytesIO(self._read_bytes(index))) as image:
-                image.load()
-                return image.copy()
-        except (OSError, ValueError, SyntaxError, zipfile.BadZipFile) as error:
+            return decode_image(self._read_bytes(index))
+        except (ImageError, OSError, zipfile.BadZipFile) as error:
             self._bad.add(index)
             self.skipped += 1
             warnings.warn(
@@ -138,17 +152,17 @@ class ImageDataset(torch.utils.data.Dataset):
             )
             return None
 
-    def _to_tensor(self, image: Image.Image, index: int) -> Tensor:
+    def _to_tensor(self, image: DecodedImage, index: int) -> Tensor:
         if image.size != (self.resolution, self.resolution):
             raise ValueError(
                 f"image {self.names[index]} in {self.source} is {image.size[0]}×{image.size[1]}, "
                 f"expected {self.resolution}×{self.resolution}; run `invfussion prepare-data` to crop and resize."
             )
-        return image_to_tensor(image, self.channels)
+        return convert_channels(image, self.channels).tensor()
 
 
 class ImageFolderDataset(ImageDataset):
-    """All PNG/JPEG files under ``root`` (recursive, sorted by relative path).
+    """All image files under ``root`` (recursive, sorted by relative path; see ``IMAGE_SUFFIXES``).
 
     Labels: ``root/dataset.json`` if present, else the first-level subfolder names when every
     image lies in one (see :func:`labels_from_subfolders`), else ``-1``.
@@ -164,13 +178,13 @@ class ImageFolderDataset(ImageDataset):
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )
         labels_file = root / LABELS_FILE
-        labels = (
-            read_labels_json(labels_file.read_text(), str(labels_file))
+        labels, stored_channels = (
+            read_dataset_json(labels_file.read_text(), str(labels_file))
             if labels_file.is_file()
-            else labels_from_subfolders(names)
+            else (labels_from_subfolders(names), None)
         )
         self.root = root
-        super().__init__(names, labels, resolution, channels, str(root))
+        super().__init__(names, labels, resolution, channels or stored_channels, str(root))
 
     def _read_bytes(self, index: int) -> bytes:
         return (self.root / self.names[index]).read_bytes()
@@ -196,14 +210,14 @@ class ZipDataset(ImageDataset):
                 f"{self.path} is not a valid zip file; rebuild it with `invfussion prepare-data`."
             ) from None
         names = sorted(n for n in members if Path(n).suffix.lower() in IMAGE_SUFFIXES)
-        labels = (
-            read_labels_json(
+        labels, stored_channels = (
+            read_dataset_json(
                 self._archive().read(LABELS_FILE).decode(), f"{self.path}/{LABELS_FILE}"
             )
             if LABELS_FILE in members
-            else None
+            else (None, None)
         )
-        super().__init__(names, labels, resolution, channels, str(self.path))
+        super().__init__(names, labels, resolution, channels or stored_channels, str(self.path))
 
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None or self._zip_pid != os.getpid():
@@ -247,7 +261,7 @@ def open_dataset(
     Args:
         source: ``"mnist"``, a zip path, or a directory.
         resolution: required image size (square); ``None`` takes the first image's size.
-        split: ``"train"`` or ``"test"`` for MNIST; a zip or folder is a single split, so only the
+        split: ``"train"``, ``"validation"`` or ``"test"`` for MNIST; a zip or folder is a single split, so only the
             default ``"train"`` is accepted for paths.
         channels: force 1 (grey) or 3 (RGB); ``None`` infers it from the first image.
     """

@@ -11,7 +11,7 @@ Families (see each class for its parameters and training distribution): ``inpain
 """
 
 from .base import Operator
-from .grouped import GroupedOperator
+from .grouped import GroupedOperator, in_part_order
 from .masks import InpaintBox, InpaintPatches, MaskOperator, OutpaintBox
 from .matrix import MatrixOperator, RandomMatrix
 from .motion_blur import MotionBlur, StridedConvolution, camera_shake_kernel
@@ -54,6 +54,7 @@ __all__ = [
     "ZeroOperator",
     "camera_shake_kernel",
     "from_spec",
+    "in_part_order",
     "paper_mixture",
     "parse_spec",
     "register",

@@ -2,24 +2,30 @@
 
 An ``Operator`` is a *batch* of ``B`` linear maps ``A_b: R^{C×H×W} → R^{M_b}``, one per example,
 with measurement noise ``σ_y`` per example. Measurements of every example are zero-padded to one
-``M`` so mixed batches stack. Subclasses implement two methods on image *stacks*:
+``M`` so mixed batches stack. Subclasses implement three methods on image *stacks*:
 
 - ``_apply(x)``: ``x: (B, K, C, H, W)`` → ``(B, K, M)``
 - ``_pinv(y)``: ``y: (B, K, M)`` → ``(B, K, C, H, W)``
+- ``_adjoint(y)``: ``y: (B, K, M)`` → ``(B, K, C, H, W)``, the transpose ``Aᵀ`` (optional: only
+  ``op.AT`` and what uses it, e.g. ``sampling.lmmse``, need it)
 
-both computed in the dtype they are given (float32 or float64); the public methods handle the
+all computed in the dtype they are given (float32 or float64); the public methods handle the
 ``(B, C, H, W)`` / ``(B, K, C, H, W)`` dispatch, disable autocast, and return the input's dtype.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .. import seeding
+
+Transform = Callable[[Tensor, Tensor], Tensor]
+"""``transform(y: (B, M), Ay: (B, K, M)) → (B, K, M)``, acting on each measurement coordinate on its
+own (see :meth:`Operator.round_trip`)."""
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,6 +53,16 @@ class Operator:
 
     def _pinv(self, y: Tensor) -> Tensor:  # (B, K, M) -> (B, K, C, H, W)
         raise NotImplementedError
+
+    def _adjoint(self, y: Tensor) -> Tensor:  # (B, K, M) -> (B, K, C, H, W)
+        raise NotImplementedError(
+            f"{type(self).__name__} has no adjoint; implement its _adjoint(y): (B, K, M) -> "
+            "(B, K, C, H, W), the transpose of _apply, to use op.AT (and lmmse)."
+        )
+
+    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
+        """``A⁺ transform(y, A z)``: ``z: (B, K, C, H, W)``, ``y: (B, M)`` → ``(B, K, C, H, W)``."""
+        return self._pinv(transform(y, self._apply(z)))
 
     def measurement_mask(self) -> Tensor:
         """``(B, M)`` bool: which coordinates of each measurement are real (not padding)."""
@@ -90,10 +106,32 @@ class Operator:
 
     def pinv(self, y: Tensor) -> Tensor:
         """``y: (B, M)`` → ``(B, C, H, W)``; ``y: (B, K, M)`` → ``(B, K, C, H, W)``."""
-        stack = self._as_stack(y, image=False)
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            out = self._pinv(stack.to(compute_dtype(y.dtype)))
-        return out.to(y.dtype) if y.dim() == 3 else out[:, 0].to(y.dtype)
+        return self._to_images(self._pinv, y)
+
+    def AT(self, y: Tensor) -> Tensor:
+        """The adjoint ``Aᵀ y``: ``y: (B, M)`` → ``(B, C, H, W)``; ``(B, K, M)`` → ``(B, K, C, H, W)``.
+
+        ``⟨A x, y⟩ = ⟨x, Aᵀ y⟩``; padded measurement coordinates contribute nothing.
+        """
+        return self._to_images(self._adjoint, y)
+
+    def round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
+        """``A⁺ transform(y, A z)`` for an image stack ``z: (B, K, C, H, W)`` and ``y: (B, M)``.
+
+        ``transform`` maps ``(y: (B, M), A z: (B, K, M))`` to ``(B, K, M)`` and must act on every
+        measurement coordinate on its own (as the Feature Degradation Layer's mix does): then a
+        grouped operator runs it per part on unpadded measurements. Computed in float32 (float64
+        for float64 input) with autocast off; returns ``z``'s dtype.
+        """
+        stack = self._as_stack(z, image=True)
+        if z.dim() != 5 or y.shape != (self.batch_size, self.measurement_size):
+            raise ValueError(
+                f"round_trip expects an image stack (B, K, C, H, W) and y of shape "
+                f"({self.batch_size}, {self.measurement_size}), got {tuple(z.shape)} and {tuple(y.shape)}."
+            )
+        dtype = compute_dtype(z.dtype)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._round_trip(stack.to(dtype), y.to(dtype), transform).to(z.dtype)
 
     def measure(
         self,
@@ -130,6 +168,13 @@ class Operator:
         return x + self.pinv(y - self.A(x))
 
     # -- helpers ------------------------------------------------------------------------------
+    def _to_images(self, method: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+        """Apply a ``(B, K, M) → (B, K, C, H, W)`` hook to ``y: (B, [K,] M)``, autocast off."""
+        stack = self._as_stack(y, image=False)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            out = method(stack.to(compute_dtype(y.dtype)))
+        return out.to(y.dtype) if y.dim() == 3 else out[:, 0].to(y.dtype)
+
     def _as_stack(self, t: Tensor, image: bool) -> Tensor:
         base = 3 if image else 1
         what = (

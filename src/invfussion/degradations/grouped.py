@@ -1,8 +1,13 @@
 """One operator batch made of several sub-batches (mixed families, or mixed strides/factors).
 
 ``GroupedOperator`` holds sub-operators, each for some positions of the batch, and applies each
-to its own examples in one call: inputs are gathered per group, measurements zero-padded to the
-largest ``M`` and scattered back by a permutation (no in-place writes, so autograd flows).
+to its own examples in one call. When every part holds one contiguous slice of the batch, in
+order (what :func:`in_part_order` makes, and what the training loader feeds), parts read views of
+their slice and the results are concatenated: no gather, no scatter. Any other order (a user's
+mixed batch) is gathered per part and scattered back by a permutation. Measurements are
+zero-padded to the largest ``M`` only where a padded ``(B, M)`` tensor must come out (``A x``,
+the measurement mask); :meth:`Operator.round_trip` and the inverse directions run every part on
+its own unpadded measurements. No in-place writes, so autograd flows.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Operator
+from .base import Operator, Transform
 
 
 class GroupedOperator(Operator):
@@ -35,33 +40,54 @@ class GroupedOperator(Operator):
         if len(shapes) != 1:
             raise ValueError(f"grouped operators must share one image shape, got {sorted(shapes)}.")
         device = parts[0].device
+        self.parts = list(parts)
+        self.sizes = [len(group) for group in positions]
+        # Contiguous: part g holds the slice after parts 0..g-1, in order (then no permutation).
+        self.contiguous = order == list(range(len(order)))
+        self.positions = [torch.tensor(list(g), dtype=torch.long, device=device) for g in positions]
+        self.inverse = _inverse(order, device)
         super().__init__(
             parts[0].image_shape,
             max(op.measurement_size for op in parts),
-            torch.cat([op.noise_std for op in parts]).index_select(0, _inverse(order, device)),
+            self._merge([op.noise_std for op in parts]),
         )
-        self.parts = list(parts)
-        self.positions = [torch.tensor(list(g), dtype=torch.long, device=device) for g in positions]
-        self.inverse = _inverse(order, device)
+
+    def _split(self, t: Tensor) -> list[Tensor]:
+        """``(B, ...)`` → one ``(B_g, ...)`` chunk per part (views when contiguous)."""
+        if self.contiguous:
+            return list(t.split(self.sizes))
+        return [t.index_select(0, idx) for idx in self.positions]
 
     def _merge(self, chunks: list[Tensor]) -> Tensor:
-        """Per-group ``(B_g, ...)`` chunks → one ``(B, ...)`` tensor in batch order."""
-        return torch.cat(chunks).index_select(0, self.inverse)
+        """Per-part ``(B_g, ...)`` chunks → one ``(B, ...)`` tensor in batch order."""
+        merged = torch.cat(chunks)
+        return merged if self.contiguous else merged.index_select(0, self.inverse)
 
     def _apply(self, x: Tensor) -> Tensor:
         M = self.measurement_size
-        chunks = [
-            F.pad(op._apply(x.index_select(0, idx)), (0, M - op.measurement_size))
-            for op, idx in zip(self.parts, self.positions)
-        ]
-        return self._merge(chunks)
+        return self._merge(
+            [F.pad(op._apply(x_g), (0, M - op.measurement_size)) for op, x_g in zip(self.parts, self._split(x))]
+        )
 
     def _pinv(self, y: Tensor) -> Tensor:
-        chunks = [
-            op._pinv(y.index_select(0, idx)[..., : op.measurement_size])
-            for op, idx in zip(self.parts, self.positions)
-        ]
-        return self._merge(chunks)
+        return self._to_images_per_part(y, lambda op, t: op._pinv(t))
+
+    def _adjoint(self, y: Tensor) -> Tensor:
+        return self._to_images_per_part(y, lambda op, t: op._adjoint(t))
+
+    def _to_images_per_part(self, y: Tensor, method: Callable[[Operator, Tensor], Tensor]) -> Tensor:
+        """``method(part, y_g)`` on each part's unpadded ``y_g: (B_g, K, M_g)`` → ``(B, K, C, H, W)``."""
+        return self._merge(
+            [method(op, y_g[..., : op.measurement_size]) for op, y_g in zip(self.parts, self._split(y))]
+        )
+
+    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
+        return self._merge(
+            [
+                op._round_trip(z_g, y_g[:, : op.measurement_size], transform)
+                for op, z_g, y_g in zip(self.parts, self._split(z), self._split(y))
+            ]
+        )
 
     def measurement_mask(self) -> Tensor:
         M = self.measurement_size
@@ -79,6 +105,23 @@ def _inverse(order: list[int], device: torch.device) -> Tensor:
     inv = torch.empty(len(order), dtype=torch.long)
     inv[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
     return inv.to(device)
+
+
+def in_part_order(op: Operator) -> tuple[Operator, list[int]]:
+    """The same operators with the batch reordered so that every part of ``op`` (and of its
+    nested grouped parts) is one contiguous slice: returns ``(reordered, order)`` where example
+    ``i`` of ``reordered`` is example ``order[i]`` of ``op``. Nothing is redrawn."""
+    if not isinstance(op, GroupedOperator):
+        return op, list(range(op.batch_size))
+    parts, order = [], []
+    for part, idx in zip(op.parts, op.positions):
+        part, inner = in_part_order(part)
+        parts.append(part)
+        order.extend(int(idx[j]) for j in inner)
+    starts = [0]
+    for part in parts:
+        starts.append(starts[-1] + part.batch_size)
+    return GroupedOperator(parts, [range(a, b) for a, b in zip(starts, starts[1:])]), order
 
 
 def group_by(

@@ -29,15 +29,18 @@ class MaskOperator(Operator):
             )
         super().__init__(image_shape, C * H * W, torch.zeros(mask.shape[0]))
         self.mask = mask.bool()
+        self.weights32 = self.mask[:, None, None].to(torch.float32)  # (B, 1, 1, H, W), made once
 
     def _weights(self, dtype: torch.dtype) -> Tensor:  # (B, 1, 1, H, W)
-        return self.mask[:, None, None].to(dtype)
+        return self.weights32 if dtype == torch.float32 else self.weights32.to(dtype)
 
     def _apply(self, x: Tensor) -> Tensor:
         return (x * self._weights(x.dtype)).flatten(2)
 
     def _pinv(self, y: Tensor) -> Tensor:
         return y.unflatten(2, self.image_shape) * self._weights(y.dtype)
+
+    _adjoint = _pinv  # an orthogonal projection: Aᵀ = A⁺
 
     def measurement_mask(self) -> Tensor:
         return self.mask[:, None].expand(-1, self.image_shape[0], -1, -1).flatten(1)

@@ -93,8 +93,12 @@ class MatrixOperator(Operator):
         return x.flatten(2) @ matrix.mT  # (B, K, n) @ (B, n, M)
 
     def _pinv(self, y: Tensor) -> Tensor:
-        matrix, gram = self._factors(y.dtype)
-        return ((y @ gram) @ matrix).unflatten(2, self.image_shape)  # G symmetric
+        _, gram = self._factors(y.dtype)
+        return self._adjoint(y @ gram)  # A⁺ y = Aᵀ (G y), G symmetric
+
+    def _adjoint(self, y: Tensor) -> Tensor:
+        matrix, _ = self._factors(y.dtype)
+        return (y @ matrix).unflatten(2, self.image_shape)  # padded rows of A are zero
 
     def measurement_mask(self) -> Tensor:
         return self.rows

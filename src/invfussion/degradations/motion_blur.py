@@ -127,10 +127,23 @@ class StridedConvolution(Operator):
         return torch.fft.irfft(rows, n=W, dim=-1)[..., ::s].flatten(2)
 
     def _pinv(self, y: Tensor) -> Tensor:
+        _, inverse = self._spectrum(y.dtype)
+        return self._upsample_correlate(self._low_spectrum(y) * inverse)  # Aᵀ F⁻¹ D⁺ F y
+
+    def _adjoint(self, y: Tensor) -> Tensor:
+        return self._upsample_correlate(self._low_spectrum(y))
+
+    def _low_spectrum(self, y: Tensor) -> Tensor:
+        """``y: (B, K, M)`` → its low-resolution DFT ``F y: (B, K, C, H/s, W/s)``."""
         C, H, W = self.image_shape
         s = self.stride
-        spectrum, inverse = self._spectrum(y.dtype)
-        low = torch.fft.fft2(y.unflatten(2, (C, H // s, W // s))) * inverse  # D⁺ ŷ
+        return torch.fft.fft2(y.unflatten(2, (C, H // s, W // s)))
+
+    def _upsample_correlate(self, low: Tensor) -> Tensor:
+        """``Aᵀ F⁻¹ low``: zero-upsample by ``s``, then correlate with ``k`` → ``(B, K, C, H, W)``."""
+        _, H, W = self.image_shape
+        s = self.stride
+        spectrum, _ = self._spectrum(low.real.dtype)
         tiled = low.repeat(1, 1, 1, s, s)[
             ..., : W // 2 + 1
         ]  # spectrum of the zero-upsampled signal

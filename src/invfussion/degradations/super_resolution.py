@@ -1,6 +1,7 @@
 """Super-resolution by average pooling: ``A x`` is the mean of each ``factor``×``factor`` block.
 
-``A Aᵀ = factor⁻² I``, so ``A⁺ = factor² Aᵀ``: nearest-neighbour upsampling of ``y``.
+``A Aᵀ = factor⁻² I``, so ``A⁺ = factor² Aᵀ``: nearest-neighbour upsampling of ``y``, and
+``Aᵀ`` is that upsampling divided by ``factor²``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class AveragePool(Operator):
         f = self.factor
         low = y.unflatten(2, (C, H // f, 1, W // f, 1))
         return low.expand(*low.shape[:4], f, -1, f).reshape(*y.shape[:2], C, H, W)
+
+    def _adjoint(self, y: Tensor) -> Tensor:
+        return self._pinv(y) / self.factor**2  # Aᵀ = A⁺ / factor²
 
 
 class SuperResolution:

@@ -26,6 +26,8 @@ class ZeroOperator(Operator):
             (y[..., :1] * 0)[..., None, None].expand(*y.shape[:2], *self.image_shape).contiguous()
         )
 
+    _adjoint = _pinv  # Aᵀ = A⁺ = 0
+
     def measurement_mask(self) -> Tensor:
         return torch.zeros(self.batch_size, 1, dtype=torch.bool, device=self.device)
 

@@ -2,8 +2,8 @@
 
 - :func:`from_physics` / :class:`DeepinvOperator`: any deepinv ``LinearPhysics`` as an invfussion
   :class:`~invfussion.degradations.base.Operator` (``A`` from ``physics.A``, ``A⁺`` from
-  ``physics.A_dagger``, ``σ_y`` from a ``GaussianNoise`` model), so invfussion's samplers,
-  zero-shot baselines and metrics run on deepinv's operators.
+  ``physics.A_dagger``, ``Aᵀ`` from ``physics.A_adjoint``, ``σ_y`` from a ``GaussianNoise``
+  model), so invfussion's samplers, zero-shot baselines and metrics run on deepinv's operators.
 - :class:`InvFussionReconstructor`: an invfussion model as a deepinv ``Reconstructor``:
   ``model(y, physics)`` returns ``[0, 1]`` images, so it drops into deepinv pipelines and metrics.
 - :class:`DeepinvDenoiser`: an invfussion network as a deepinv ``Denoiser``, so deepinv's own
@@ -30,7 +30,7 @@ This module imports deepinv; the rest of invfussion never does.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -104,8 +104,9 @@ def _noise_std(physics: deepinv.physics.LinearPhysics, batch_size: int) -> Tenso
 class DeepinvOperator(Operator):
     """A deepinv ``LinearPhysics`` as a batch of ``B`` invfussion operators on ``[-1, 1]`` images.
 
-    ``A`` is ``physics.A`` and ``A⁺`` is ``physics.A_dagger``, applied to each of the ``K`` images
-    of a stack in turn; measurements are flattened to ``M = prod(measurement_shape)``. Both run
+    ``A`` is ``physics.A``, ``A⁺`` is ``physics.A_dagger`` and ``Aᵀ`` is ``physics.A_adjoint`` (all
+    linear, so they act on ``[-1, 1]`` images as they are), applied to each of the ``K`` images
+    of a stack in turn; measurements are flattened to ``M = prod(measurement_shape)``. All run
     in the dtype of the physics' own buffers (deepinv's are float32), whatever the input's dtype,
     since many deepinv operators cannot mix dtypes; results come back in the input's. ``A⁺`` is
     exact for a ``DecomposablePhysics`` (inpainting, FFT blur, …; singular values ≤ 1e-5 are
@@ -175,11 +176,17 @@ class DeepinvOperator(Operator):
         return torch.stack(out, dim=1).to(x.dtype)
 
     def _pinv(self, y: Tensor) -> Tensor:  # (B, K, M) -> (B, K, C, H, W)
+        return self._to_images_each(self.physics.A_dagger, y)
+
+    def _adjoint(self, y: Tensor) -> Tensor:  # (B, K, M) -> (B, K, C, H, W)
+        return self._to_images_each(self.physics.A_adjoint, y)
+
+    def _to_images_each(self, method: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+        """``method`` (a physics map from measurements to images) on each of the ``K``
+        measurements of ``y: (B, K, M)`` in the physics' dtype → ``(B, K, C, H, W)``."""
         b, stack = y.shape[0], y.to(self.physics_dtype)
         out = [
-            self.physics.A_dagger(stack[:, k].reshape(b, *self.measurement_shape)).reshape(
-                b, *self.image_shape
-            )
+            method(stack[:, k].reshape(b, *self.measurement_shape)).reshape(b, *self.image_shape)
             for k in range(y.shape[1])
         ]
         return torch.stack(out, dim=1).to(y.dtype)

@@ -72,17 +72,21 @@ class FeatureDegradationLayer(nn.Module):
         self.n_images = width // (patch * patch * channels)
         self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=False)
 
+    def mixed(self, y: Tensor, measured: Tensor) -> Tensor:
+        """``GELU(W · [y ; A z₁ ; … ; A z_K])`` at every measurement coordinate, with ``W`` split
+        into its ``y`` column and its stack columns (no concatenation).
+        ``y: (B, M)``, ``measured: (B, K, M)`` → ``(B, K, M)``."""
+        weight = self.mix.weight.to(measured.dtype)
+        return F.gelu(torch.matmul(weight[:, 1:], measured) + weight[:, :1] * y[:, None])
+
     def forward(self, z: Tensor, op, y: Tensor) -> Tensor:
         """Computed in float32 (float64 for float64 input) under any autocast, since A⁺ can amplify
-        bf16 rounding; returns ``z``'s dtype."""
+        bf16 rounding; returns ``z``'s dtype. The operator runs ``A``, the mix and ``A⁺`` part by
+        part on unpadded measurements (:meth:`~invfussion.degradations.Operator.round_trip`)."""
         dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=z.device.type, enabled=False):
             stack = tokens_to_stack(z.to(dtype), self.patch, self.channels)  # (B, K, C, H, W)
-            measured = torch.cat([y[:, None].to(dtype), op.A(stack)], dim=1)  # (B, K+1, M)
-            mixed = F.gelu(
-                torch.einsum("kl,blm->bkm", self.mix.weight.to(dtype), measured)
-            )  # (B, K, M)
-            return stack_to_tokens(op.pinv(mixed), self.patch).to(z.dtype)
+            return stack_to_tokens(op.round_trip(stack, y.to(dtype), self.mixed), self.patch).to(z.dtype)
 
 
 class JointAttentionBlock(SelfAttentionBlock):

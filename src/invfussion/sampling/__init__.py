@@ -2,7 +2,8 @@
 Gaussian reference denoiser used by the tests.
 
 - :func:`posterior` / :func:`unconditional`: EDM Heun, Euler or DPM-Solver++(2M), churn, CFG.
-- :func:`mmse`: one call at σ = 100 on pure noise.
+- :func:`mmse`: one call at σ = 100 on pure noise; :func:`posterior_mean`: the mean of n samples.
+- :func:`lmmse`, :class:`GaussianPrior`: the linear-MMSE floor under the training images' Gaussian.
 - :class:`NFECounter`: counts denoiser calls.
 - :func:`nppc`: mean, posterior principal components and their stds from one call.
 - :class:`GaussianDenoiser`, :func:`gaussian_posterior`: analytic reference for a Gaussian prior.
@@ -12,22 +13,27 @@ Gaussian reference denoiser used by the tests.
 import importlib
 
 from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
+from .lmmse import GaussianPrior, lmmse
 from .mmse import mmse
 from .nfe import NFECounter
 from .nppc import gram_schmidt, nppc
+from .posterior_mean import posterior_mean
 from .solvers import SOLVERS, karras_sigmas, posterior, unconditional
 
 __all__ = [
     "SOLVERS",
     "GaussianDenoiser",
+    "GaussianPrior",
     "NFECounter",
     "dense_matrix",
     "gaussian_posterior",
     "gram_schmidt",
     "karras_sigmas",
+    "lmmse",
     "mmse",
     "nppc",
     "posterior",
+    "posterior_mean",
     "unconditional",
 ]
 

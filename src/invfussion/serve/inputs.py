@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from .. import degradations as deg
-from ..data.datasets import image_to_tensor
-from ..data.prepare import center_crop_resize
+from ..data.images import FORMATS, ImageError, center_crop_resize, decode_image
 from ..degradations.spec import NOISE
 
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -40,40 +37,32 @@ def decode_upload(
         ``(1, C, H, W)`` float32 in [-1, 1] and the notes (empty if the file was used as is).
     """
     if not isinstance(data, str) or not data:
-        raise ValueError("the upload is empty; choose a PNG or JPEG file.")
+        raise ValueError(f"the upload is empty; choose a {FORMATS} file.")
     try:
         raw = base64.b64decode(data.rpartition(",")[2], validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(
-            "the upload is not base64-encoded file data; choose a PNG or JPEG file."
-        ) from None
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            width, height = image.size
-            if width * height > MAX_UPLOAD_PIXELS:
-                raise ValueError(
-                    f"the image is {width}×{height}, too large to read; upload one under 4096×4096."
-                )
-            image.load()
-            pil = image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
-        raise ValueError(
-            "the uploaded file is not an image that can be read; choose a PNG or JPEG file."
+            f"the upload is not base64-encoded file data; choose a {FORMATS} file."
         ) from None
     channels, side = image_shape[0], image_shape[1]
-    notes = []
-    grey = pil.mode in ("1", "L", "LA", "I", "I;16", "F")
-    if channels == 1 and not grey:
-        notes.append("converted the colour image to grayscale (the model is grayscale).")
-    if channels == 3 and grey:
-        notes.append("converted the grayscale image to RGB (the model is RGB).")
-    if pil.size != (side, side):
+    try:
+        image = decode_image(raw, channels, max_pixels=MAX_UPLOAD_PIXELS)
+    except ImageError as error:
+        if error.reason == "too large":
+            raise ValueError(f"the image is {error}; upload one under 4096×4096.") from None
+        raise ValueError(
+            f"the uploaded file is not an image that can be read ({error.reason}); "
+            f"choose a {FORMATS} file."
+        ) from None
+    notes = [f"{note}." for note in image.notes()]
+    width, height = image.size
+    if image.size != (side, side):
         crop = " after cropping its centred square" if width != height else ""
         notes.append(
             f"resized the {width}×{height} image to {side}×{side}{crop} (the model's size)."
         )
-        pil = center_crop_resize(pil.convert("L" if channels == 1 else "RGB"), side)
-    x = image_to_tensor(pil, channels)[None]
+        image = center_crop_resize(image, side)
+    x = image.tensor()[None]
     if invert:
         x = -x
         notes.append("inverted the image.")

@@ -162,9 +162,16 @@ class RestorationHandler(BaseHTTPRequestHandler):
 
 
 class RestorationServer(ThreadingHTTPServer):
-    """A threading HTTP server that owns a :class:`RestorationService` (closed with the server)."""
+    """A threading HTTP server that owns a :class:`RestorationService` (closed with the server).
+
+    Every connection gets its own thread, so a burst of requests is answered (202, 400, or 503
+    when the job queue is full) while a restoration runs. The listen backlog holds a burst until
+    the accept loop takes it: the standard library's 5 makes the kernel reset the connections of
+    a burst beyond it.
+    """
 
     daemon_threads = True
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
     def __init__(self, address: tuple[str, int], service: RestorationService):
         self.service = service

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import sampling
-from ..data import balanced_test_indices, load_mnist
+from ..data import balanced_indices, load_mnist
 from ..degradations import Operator
 from ..models import load
 from ..restoration import restore, summarize, write_restoration
@@ -137,7 +137,7 @@ class RestorationService:
 
     def info(self) -> dict[str, Any]:
         """The page's settings: model, image shape, steps, sample limit, digits and NPPC status."""
-        digits = [] if self.digits is None else balanced_test_indices(DIGIT_STRIP).tolist()
+        digits = [] if self.digits is None else balanced_indices(DIGIT_STRIP, "test").tolist()
         return {
             "model": self.model_name,
             "image_shape": list(self.image_shape),

@@ -8,6 +8,11 @@ a per-example stream of ``(seed, g)`` (:mod:`invfussion.seeding`). So the exampl
 random number attached to them, depend on the configuration and the step alone — not on the batch
 a rank holds, the number of processes, the device, or whether the run was resumed.
 
+Within a batch, the examples are ordered so that each degradation family (and each motion-blur
+stride) is one contiguous slice: the operator then works on views of its slices, without gathers,
+scatters or padding (:func:`~invfussion.degradations.in_part_order`). The order moves whole
+examples, never their random numbers.
+
 ``StepBatches`` is a map-style dataset over steps, so a ``DataLoader`` with worker processes
 prepares the next batches (operators included) while the network trains.
 """
@@ -19,6 +24,7 @@ from torch import Tensor
 
 from .. import seeding
 from ..degradations.base import Operator
+from ..degradations.grouped import in_part_order
 from .losses import TrainingBatch
 
 
@@ -66,6 +72,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.dataset, self.seed, self.global_batch, self.positions = dataset, int(seed), int(global_batch), positions
         self.mixture, self.num_classes, self.label_dropout, self.augment = mixture, int(num_classes), float(label_dropout), augment
         self._orders: dict[int, Tensor] = {}
+        self.image_shape = tuple(dataset[0][0].shape)
 
     def __len__(self) -> int:  # steps are unbounded; the sampler decides which ones are read
         return 2**62
@@ -83,6 +90,13 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> TrainingBatch:
         indices = self.global_indices(int(step))
+        op = None
+        if self.mixture is not None:
+            # Families (and motion-blur strides) become contiguous slices, so the operator runs each
+            # part on a view of its slice; every example keeps its own streams, whatever its position.
+            op, order = in_part_order(self.mixture.sample(
+                len(indices), self.image_shape, seed=self.seed, device="cpu", indices=indices))
+            indices = [indices[i] for i in order]
         items = [self.dataset[self._item(g)] for g in indices]
         images = torch.stack([image for image, _ in items]).float()
         aug_labels = None
@@ -93,15 +107,13 @@ class StepBatches(torch.utils.data.Dataset):
             labels = torch.tensor([int(label) for _, label in items], dtype=torch.long)
             dropped = uniform(self.seed, indices, "label-dropout") < self.label_dropout
             class_labels = torch.where(dropped | (labels < 0), self.num_classes, labels)
-        op = y = None
-        if self.mixture is not None:
-            op = self.mixture.sample(len(indices), tuple(images.shape[1:]), seed=self.seed, device="cpu", indices=indices)
-            y = measure(op, images, self.seed, indices)
         return TrainingBatch(
             images=images,
             noise=seeding.randn(self.seed, indices, images.shape[1:], "noise"),
             sigma_normal=seeding.randn(self.seed, indices, (), "sigma"),
-            op=op, y=y, class_labels=class_labels, aug_labels=aug_labels,
+            op=op, y=None if op is None else measure(op, images, self.seed, indices),
+            class_labels=class_labels, aug_labels=aug_labels,
             indices=torch.tensor(indices, dtype=torch.long),
             step=int(step),
+            share_draw=None if op is None else uniform(self.seed, indices, "mmse-share"),
         )

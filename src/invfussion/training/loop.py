@@ -4,7 +4,8 @@ One step: this rank's slice of the global batch (see :mod:`.batches`) → object
 loss, averaged) → backward → non-finite gradient guard → Adam with warm-up and inverse-square-root
 decay → EMA. Rank 0 logs (progress bar, ``RUN/log.jsonl``, TensorBoard when installed), writes a
 preview grid every ``sample_every`` steps and a checkpoint every ``checkpoint_every`` steps, at the
-end, and on SIGTERM/SIGINT.
+end, and on SIGTERM/SIGINT; every ``val_every`` steps it validates the EMA network on held-out images
+(:mod:`.validation`).
 
 Exact resume: every random number of a step is drawn from per-example streams of (seed, global
 example index), and torch's global generators (used only by dropout) are re-seeded from
@@ -48,13 +49,14 @@ from .checkpoint import (
 from .ema import EMA
 from .grid import save_image_grid
 from .losses import OBJECTIVES, TrainingBatch, make_objective
+from .validation import build_validator, headline
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"steps", "out", "resume", "checkpoint_every", "keep_checkpoints", "sample_every", "sample_steps",
-     "log_every", "num_workers", "device", "tensorboard", "init_from"}
+     "log_every", "num_workers", "device", "tensorboard", "init_from", "val_every", "val_data"}
 )
 
 
@@ -88,6 +90,7 @@ class TrainConfig:
     p_mean: float = -0.8
     p_std: float = 1.6
     mmse_sigma: float = 100.0
+    mmse_share: float = 0.0  # diffusion objective: share of conditional examples trained at the MMSE end
     pcs: int = 0  # NPPC directions the model outputs (objective nppc)
     nppc_ramp_steps: int = 500
     init_from: str | None = None  # a model/checkpoint/run whose weights start a new run
@@ -102,6 +105,8 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 3
     sample_every: int = 1_000
+    val_every: int = 0  # validate the EMA network every this many steps (0: never)
+    val_data: str | None = None  # held-out images to validate on (default: the MNIST validation split)
     sample_steps: int = 16
     log_every: int = 50
     device: str = "auto"
@@ -124,10 +129,14 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every", "warmup_steps", "lr_ref_steps", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value ≥ 1.")
+        if self.val_every < 0:
+            raise ValueError(f"val_every must be ≥ 0, got {self.val_every}; pass 0 to turn validation off.")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}; pass e.g. 2e-4.")
         if not self.measurement_noise >= 0:
             raise ValueError(f"measurement_noise must be ≥ 0, got {self.measurement_noise}; pass σ_y such as 0.1.")
+        if not 0.0 <= self.mmse_share <= 1.0:
+            raise ValueError(f"mmse_share must lie in [0, 1], got {self.mmse_share}; pass e.g. 0.25.")
         if not 0.0 <= self.label_dropout <= 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}.")
         if self.degradation_weights is not None and (self.degradations is None or len(self.degradation_weights) != len(self.degradations)):
@@ -312,7 +321,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma,
-                                        cfg.nppc_ramp_steps)
+                                        cfg.nppc_ramp_steps, cfg.mmse_share)
         self.mixture = build_mixture(cfg)
         self.step = 0
         self.images_seen = 0
@@ -333,6 +342,10 @@ class Trainer:
             mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
         )
         self.model = distributed.wrap(self.net, ctx)
+        self.validator = build_validator(
+            cfg.data, cfg.val_data, self.image_shape, self.num_classes, self.mixture, cfg.objective,
+            float(self.net.sigma_data), cfg.mmse_sigma, self.device,
+        ) if cfg.val_every and ctx.is_main else None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _resume_if_asked(self) -> None:
@@ -461,6 +474,7 @@ class Trainer:
         log = RunLog(self.run_dir, ctx.is_main, cfg.tensorboard)
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
         window = Window(self.device)
+        val_postfix: dict[str, str] = {}
         saved_at = -1
         self.started = time.perf_counter()
         self.model.train()
@@ -471,10 +485,15 @@ class Trainer:
                     window.add(loss)
                     progress.update(1)
                     at_end = self.step == cfg.steps
+                    if self.validator is not None and self.step % cfg.val_every == 0:
+                        with window.paused():
+                            figures = self.validator(self.ema.net)
+                        log.write(self.step, figures)
+                        val_postfix = headline(figures)
                     if self.step % cfg.log_every == 0 or at_end:
                         mean_loss, img_s = window.read(cfg.batch_size, ctx)
                         skipped = int(self.skipped.item())
-                        progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{img_s:.0f}", skipped=skipped)
+                        progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{img_s:.0f}", skipped=skipped, **val_postfix)
                         log.write(self.step, {"loss": mean_loss, "grad_norm": float(grad_norm), "lr": learning_rate(cfg, self.step - 1),
                                               "img_per_s": img_s, "skipped_steps": skipped, "images_seen": self.images_seen})
                         stopping = distributed.any_rank(stop.requested, ctx)

@@ -1,7 +1,9 @@
 """Training objectives. Each maps a network and one batch of training examples to a per-example
 loss ``(B,)``; the loop averages it over the global batch.
 
-- ``diffusion``: the EDM2 loss with a learned log-variance (paper Eq. 8, NOTES §2).
+- ``diffusion``: the EDM2 loss with a learned log-variance (paper Eq. 8, NOTES §2); for a
+  conditional model a share of the examples (``mmse_share``) is trained at the one-call MMSE end:
+  pure noise at ``mmse_sigma``, exactly what ``sampling.mmse`` feeds at inference.
 - ``mmse``: plain regression from a pure-noise input at a large σ (paper Eq. 9, NOTES §5), so the
   network is a direct degradation-aware MMSE estimator with the diffusion model's architecture.
 - ``nppc``: the MMSE regression plus posterior principal components (NPPC, NOTES §5): the
@@ -37,6 +39,8 @@ class TrainingBatch:
         aug_labels: ``(B, D)`` augmentation labels (or ``None``).
         indices: ``(B,)`` int64 global example indices (for logging and checks only).
         step: the 0-based training step the batch belongs to (for objectives with a ramp).
+        share_draw: ``(B,)`` uniform [0, 1) per example; examples below the objective's
+            ``mmse_share`` train the one-call MMSE end (``None``: none do).
     """
 
     images: Tensor
@@ -48,6 +52,7 @@ class TrainingBatch:
     aug_labels: Tensor | None
     indices: Tensor
     step: int = 0
+    share_draw: Tensor | None = None
 
     def to(self, device: torch.device, non_blocking: bool = False) -> TrainingBatch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -62,6 +67,7 @@ class TrainingBatch:
             class_labels=move(self.class_labels),
             aug_labels=move(self.aug_labels),
             indices=self.indices,
+            share_draw=move(self.share_draw),
             step=self.step,
         )
 
@@ -79,10 +85,19 @@ class DiffusionLoss:
     ``λ(σ) = (σ² + σ_d²) / (σ σ_d)²`` and ``u`` the network's log-variance output.
     The squared error is averaged over pixels rather than summed: EDM2 adds ``u`` once per pixel,
     which is the same objective up to the constant factor ``C·H·W``.
+
+    The one-call MMSE end: with an operator in the batch, examples whose ``share_draw`` is below
+    ``mmse_share`` get ``σ = mmse_sigma`` and the pure-noise input ``σ ε`` (no image), the input of
+    ``sampling.mmse``. The log-normal alone puts about 1% of examples above σ = 20, so without
+    this share the call that must return ``E[x | y]`` is barely trained.
     """
 
-    def __init__(self, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5):
+    def __init__(self, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5,
+                 mmse_share: float = 0.0, mmse_sigma: float = 100.0):
+        if not 0.0 <= mmse_share <= 1.0 or not mmse_sigma > 0:
+            raise ValueError(f"mmse_share must lie in [0, 1] and mmse_sigma be positive, got {mmse_share}, {mmse_sigma}.")
         self.p_mean, self.p_std, self.sigma_data = float(p_mean), float(p_std), float(sigma_data)
+        self.mmse_share, self.mmse_sigma = float(mmse_share), float(mmse_sigma)
 
     def sigma(self, sigma_normal: Tensor) -> Tensor:
         """``(B,)`` standard normal → ``(B,)`` training noise levels."""
@@ -91,6 +106,10 @@ class DiffusionLoss:
     def __call__(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
         sigma = self.sigma(batch.sigma_normal)
         x_noisy = batch.images + sigma[:, None, None, None].to(batch.images.dtype) * batch.noise
+        if self.mmse_share > 0 and batch.op is not None and batch.share_draw is not None:
+            at_end = batch.share_draw < self.mmse_share  # (B,)
+            sigma = torch.where(at_end, self.mmse_sigma, sigma)
+            x_noisy = torch.where(at_end[:, None, None, None], self.mmse_sigma * batch.noise, x_noisy)
         denoised, logvar = net(
             x_noisy, sigma, op=batch.op, y=batch.y, class_labels=batch.class_labels,
             aug_labels=batch.aug_labels, return_logvar=True,
@@ -170,7 +189,8 @@ Objective = Callable[[nn.Module, TrainingBatch], Tensor]
 
 # name -> factory taking the loss options.
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "diffusion": lambda p_mean, p_std, sigma_data, **_: DiffusionLoss(p_mean, p_std, sigma_data),
+    "diffusion": lambda p_mean, p_std, sigma_data, mmse_share, mmse_sigma, **_: DiffusionLoss(
+        p_mean, p_std, sigma_data, mmse_share, mmse_sigma),
     "mmse": lambda mmse_sigma, **_: MMSELoss(mmse_sigma),
     "nppc": lambda mmse_sigma, nppc_ramp_steps, **_: NPPCLoss(mmse_sigma, nppc_ramp_steps),
 }
@@ -178,10 +198,10 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 
 def make_objective(
     name: str, p_mean: float = -0.8, p_std: float = 1.6, sigma_data: float = 0.5, mmse_sigma: float = 100.0,
-    nppc_ramp_steps: int = 500,
+    nppc_ramp_steps: int = 500, mmse_share: float = 0.0,
 ) -> Objective:
     """The objective called ``name`` (one of ``OBJECTIVES``); ``sigma_data`` must be the network's."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; pass one of {', '.join(sorted(OBJECTIVES))}.")
     return OBJECTIVES[name](p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, mmse_sigma=mmse_sigma,
-                            nppc_ramp_steps=nppc_ramp_steps)
+                            nppc_ramp_steps=nppc_ramp_steps, mmse_share=mmse_share)

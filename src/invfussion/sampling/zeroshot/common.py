@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ... import seeding
 from ...degradations.base import Operator
+from ..conjugate_gradients import conjugate_gradients
 from ..solvers import karras_sigmas
 
 Denoiser = Callable[..., Tensor]
@@ -142,27 +143,7 @@ def solve_regularised_gram(
     def apply(p: Tensor) -> Tensor:
         return scale_sq * op.A(adjoint(op, p)) + damping * p
 
-    z = torch.zeros_like(rhs)
-    residual, direction = rhs.clone(), rhs.clone()
-    norm_sq = residual.square().sum(1)
-    target = (rtol * rhs.norm(dim=1)).square()
-    for _ in range(max_iter):
-        if bool((norm_sq <= target).all()):
-            break
-        applied = apply(direction)
-        curvature = (direction * applied).sum(1)
-        alpha = torch.where(
-            curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq)
-        )
-        z = z + alpha[:, None] * direction
-        residual = residual - alpha[:, None] * applied
-        new_norm_sq = residual.square().sum(1)
-        beta = torch.where(
-            norm_sq > 0, new_norm_sq / norm_sq.clamp_min(1e-300), torch.zeros_like(norm_sq)
-        )
-        direction = residual + beta[:, None] * direction
-        norm_sq = new_norm_sq
-    return z
+    return conjugate_gradients(apply, rhs, max_iter, rtol)
 
 
 def per_example(v: Tensor, x: Tensor) -> Tensor:

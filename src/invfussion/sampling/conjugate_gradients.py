@@ -1,0 +1,41 @@
+"""Batched conjugate gradients for symmetric positive semi-definite systems, one per example."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def conjugate_gradients(
+    apply: Callable[[Tensor], Tensor], rhs: Tensor, max_iter: int = 200, rtol: float = 1e-6
+) -> Tensor:
+    """Solve ``S_b z_b = rhs_b`` for every example ``b``, ``rhs: (B, M)`` → ``z: (B, M)``.
+
+    ``apply(p)`` returns ``S_b p_b`` for ``p: (B, M)``, with each ``S_b`` symmetric positive
+    semi-definite. Starting from ``z = 0`` the iterates stay in the range of ``S_b``, so a singular
+    but consistent system converges to its minimum-norm solution. Stops when every example's
+    residual is below ``rtol·‖rhs_b‖`` or after ``max_iter`` iterations.
+    """
+    z = torch.zeros_like(rhs)
+    residual, direction = rhs.clone(), rhs.clone()
+    norm_sq = residual.square().sum(1)
+    target = (rtol * rhs.norm(dim=1)).square()
+    for _ in range(max_iter):
+        if bool((norm_sq <= target).all()):
+            break
+        applied = apply(direction)
+        curvature = (direction * applied).sum(1)
+        alpha = torch.where(
+            curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq)
+        )
+        z = z + alpha[:, None] * direction
+        residual = residual - alpha[:, None] * applied
+        new_norm_sq = residual.square().sum(1)
+        beta = torch.where(
+            norm_sq > 0, new_norm_sq / norm_sq.clamp_min(1e-300), torch.zeros_like(norm_sq)
+        )
+        direction = residual + beta[:, None] * direction
+        norm_sq = new_norm_sq
+    return z
