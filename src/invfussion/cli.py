@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
         amp=args.amp, checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, sample_every=args.sample_every,
         val_every=args.val_every, val_data=args.val_data,
         log_every=args.log_every, device=args.device, num_workers=args.num_workers,
-        overrides=overrides, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
+        overrides=overrides, compile=args.compile, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
     )
     print(f"final checkpoint: {train(cfg)}")
     return 0
@@ -42,10 +42,12 @@ def _train(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from . import degradations as deg
     from .data import load_mnist
-    from .models import load
+    from .models import compile_denoiser, load
     from .restoration import restore, summarize, write_restoration
 
     net = load(args.model, device=args.device)
+    if args.compile:
+        compile_denoiser(net)
     shape = (net.img_channels, net.img_resolution, net.img_resolution)
     if args.input is not None:
         from .restoration import load_image
@@ -102,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                           methods=args.methods, degradations=args.degradations, num_images=args.num_images,
                           samples_per_image=args.samples_per_image, seed=args.seed, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, split=args.split,
-                          data=args.data, fd_weights=args.fd_weights)
+                          data=args.data, fd_weights=args.fd_weights, compile=args.compile)
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
@@ -128,6 +130,11 @@ def _serve(args: argparse.Namespace) -> int:
     serve(host=args.host, port=args.port, model=args.model, nppc_model=args.nppc_model or None,
           device=args.device, steps=args.steps)
     return 0
+
+
+def _add_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network's operator-free parts; pays on long runs only (BENCHMARKS.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: auto)")
     p.add_argument("--model-overrides", default=None, metavar="JSON", help='e.g. \'{"depths": [1, 1]}\'')
+    _add_compile(p)
     p.set_defaults(run=_train)
 
     p = sub.add_parser("restore", help="restore an image from a degraded measurement")
@@ -206,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
+    _add_compile(p)
     p.set_defaults(run=_restore)
 
     p = sub.add_parser("sample", help="draw unconditional or class-conditional samples")
@@ -238,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="results JSON (finished cells are reused on rerun)")
+    _add_compile(p)
     p.set_defaults(run=_evaluate)
 
     p = sub.add_parser("prepare-data", help="turn a folder of images into a dataset zip")

@@ -26,7 +26,7 @@ from . import degradations as deg
 from .metrics import FeatureExtractor, InceptionFeatures, MnistFeatures, consistency, frechet_distance, psnr
 from .metrics.inception import WEIGHTS_FILE
 from .restoration import check_method, run_method
-from .training.checkpoint import write_text_atomically
+from .storage import write_text_atomically
 
 RESULTS_FORMAT = "invfussion-evaluation/1"
 
@@ -60,6 +60,7 @@ class EvaluationSpec:
     split: str = "test"
     data: str | None = None
     fd_weights: str | None = None
+    compile: bool = False  # torch.compile the networks (models.compile_denoiser)
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -169,7 +170,7 @@ def fd_features(spec: EvaluationSpec) -> tuple[FeatureExtractor | None, str | No
 
 def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     """Evaluate every (method, degradation) cell of ``spec``; returns and writes the results JSON."""
-    from .models import load
+    from .models import compile_denoiser, load
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +187,8 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     for key, method, spec_text in tqdm(todo, desc="cells"):
         if key not in nets:
             nets[key] = load(spec.models[key], device=spec.device)
+            if spec.compile:
+                compile_denoiser(nets[key])
             shape = (nets[key].img_channels, nets[key].img_resolution, nets[key].img_resolution)
             if tuple(x.shape[1:]) != shape:
                 raise ValueError(

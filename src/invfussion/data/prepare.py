@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..storage import replace_atomically
 from .datasets import LABELS_FILE, labels_from_subfolders
 from .images import (
     FORMATS,
@@ -113,7 +114,6 @@ def prepare_data(
     Returns:
         The report (see :meth:`PrepareReport.summary`).
     """
-    from ..training.checkpoint import _replace_atomically  # not at import: data stays light
 
     src, dest_zip = Path(src), Path(dest_zip)
     if not src.is_dir():
@@ -166,7 +166,7 @@ def prepare_data(
                 written.append([target, labels[name] if labels else -1])
             meta = {"labels": written if labels else None, "channels": report.channels}
             archive.writestr(LABELS_FILE, json.dumps(meta))
-        _replace_atomically(partial, dest_zip)
+        replace_atomically(partial, dest_zip)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,8 +26,17 @@ from .attention import (
     scale_for_cosine_sim,
 )
 
-if TYPE_CHECKING:
-    from .invfussion import Degradation
+
+@dataclass
+class Degradation:
+    """The operator batch and its measurement, handed to every InvFussion block.
+
+    ``op=None`` is the zero operator (``y`` must then be ``None``): the FDL output is zero.
+    ``y: (B, M)``.
+    """
+
+    op: object | None
+    y: Tensor | None
 
 
 def zero_init(layer: nn.Linear) -> nn.Linear:
@@ -140,9 +147,9 @@ class SelfAttentionBlock(nn.Module):
         b, h, w, _ = t.shape
         return t.reshape(b, h * w, self.n_heads, self.d_head).transpose(1, 2)
 
-    def qk_embed(self, t: Tensor, grid: TokenGrid) -> Tensor:
+    def qk_embed(self, t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Cosine normalisation with the learned scale, then RoPE. ``t: (B, nh, L, dh)``."""
-        return apply_rope(scale_for_cosine_sim(t, self.scale), grid.cos, grid.sin)
+        return apply_rope(scale_for_cosine_sim(t, self.scale), cos, sin)
 
     def merge_heads(self, o: Tensor, x: Tensor) -> Tensor:
         return o.transpose(1, 2).reshape(x.shape)
@@ -150,10 +157,15 @@ class SelfAttentionBlock(nn.Module):
     def forward(
         self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
     ) -> Tensor:
+        return self.attention(x, cond, grid.h, grid.w, grid.cos, grid.sin)
+
+    def attention(self, x: Tensor, cond: Tensor, h: int, w: int, cos: Tensor, sin: Tensor) -> Tensor:
+        """The block on tensors alone (what ``models.compile_denoiser`` compiles).
+        ``x: (B, h, w, d)``, ``cond: (B, cond_width)``, ``cos, sin: (h·w, d_head/4)``."""
         xn = self.norm(x, cond)
         q, k, v = self.qkv(xn).chunk(3, dim=-1)
-        q, k = self.qk_embed(self.heads(q), grid), self.qk_embed(self.heads(k), grid)
-        o = attend(q, k, self.heads(v), self.pattern, (grid.h, grid.w))
+        q, k = self.qk_embed(self.heads(q), cos, sin), self.qk_embed(self.heads(k), cos, sin)
+        o = attend(q, k, self.heads(v), self.pattern, (h, w))
         return x + self.out(self.dropout(self.merge_heads(o, x)))
 
 
@@ -235,21 +247,25 @@ class TokenSplit(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """Conditioning vector from noise level, class and augmentation label.
+    """Conditioning vector from noise level, class, augmentation label and measurement noise.
 
     ``c_noise: (B,)``, ``class_labels: (B,)`` int in ``[0, num_classes]`` (``num_classes`` is the
-    null class used for classifier-free guidance), ``aug_labels: (B, augment_dim)``.
-    Returns ``(B, width)``.
+    null class used for classifier-free guidance), ``aug_labels: (B, augment_dim)``,
+    ``measurement_noise: (B,)`` σ_y (with ``noise_conditioning``; embedded as Fourier features of
+    ``ln(σ_y + 10⁻³) / 4``, so σ_y = 0 is a value like any other). Returns ``(B, width)``.
     """
 
     def __init__(
-        self, width: int, depth: int, d_ff: int, num_classes: int, augment_dim: int, dropout: float
+        self, width: int, depth: int, d_ff: int, num_classes: int, augment_dim: int, dropout: float,
+        noise_conditioning: bool = False,
     ):
         super().__init__()
         self.num_classes = num_classes
         self.augment_dim = augment_dim
         self.noise_features = FourierFeatures(1, width)
         self.noise_proj = nn.Linear(width, width, bias=False)
+        self.measurement_features = FourierFeatures(1, width, seed=2) if noise_conditioning else None
+        self.measurement_proj = nn.Linear(width, width, bias=False) if noise_conditioning else None
         self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
         self.aug_proj = nn.Linear(augment_dim, width, bias=False) if augment_dim else None
         self.in_norm = RMSNorm(width)
@@ -265,7 +281,8 @@ class MappingNetwork(nn.Module):
         self.out_norm = RMSNorm(width)
 
     def forward(
-        self, c_noise: Tensor, class_labels: Tensor | None, aug_labels: Tensor | None
+        self, c_noise: Tensor, class_labels: Tensor | None, aug_labels: Tensor | None,
+        measurement_noise: Tensor | None = None,
     ) -> Tensor:
         dtype = self.noise_proj.weight.dtype
         emb = self.noise_proj(self.noise_features(c_noise[:, None]).to(dtype))
@@ -277,6 +294,11 @@ class MappingNetwork(nn.Module):
             if aug_labels is None:
                 aug_labels = c_noise.new_zeros(c_noise.shape[0], self.augment_dim)
             emb = emb + self.aug_proj(aug_labels.to(dtype))
+        if self.measurement_proj is not None:
+            if measurement_noise is None:
+                measurement_noise = torch.zeros_like(c_noise)
+            level = (measurement_noise.float() + 1e-3).log()[:, None] / 4
+            emb = emb + self.measurement_proj(self.measurement_features(level).to(dtype))
         x = self.in_norm(emb)
         for block in self.blocks:
             x = x + block(x)
@@ -288,7 +310,7 @@ class HDiT(nn.Module):
 
     ``layer_factory(level, width, d_ff, pattern, index)`` builds the ``index``-th transformer layer
     of a level's stack, so the InvFussion variant swaps in joint-attention blocks without a second
-    code path. ``degradation`` (an :class:`~invfussion.models.invfussion.Degradation` or ``None``)
+    code path. ``degradation`` (a :class:`Degradation` or ``None``)
     reaches every block; plain blocks ignore it.
     """
 
@@ -344,8 +366,9 @@ class HDiT(nn.Module):
         class_labels: Tensor | None = None,
         aug_labels: Tensor | None = None,
         degradation: Degradation | None = None,
+        measurement_noise: Tensor | None = None,
     ) -> Tensor:
-        cond = self.mapping(c_noise, class_labels, aug_labels)
+        cond = self.mapping(c_noise, class_labels, aug_labels, measurement_noise)
         tokens = self.patch_in(patchify(x, self.patch_size).to(self.patch_in.weight.dtype))
         h, w = tokens.shape[1:3]
         skips = []

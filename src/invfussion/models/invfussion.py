@@ -14,26 +14,12 @@ then lets every query attend, in one softmax, both to the usual keys and to extr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AttentionPattern, attend
-from .hdit import AdaRMSNorm, SelfAttentionBlock, TokenGrid
-
-
-@dataclass
-class Degradation:
-    """The operator batch and its measurement, handed to every InvFussion block.
-
-    ``op=None`` is the zero operator (``y`` must then be ``None``): the FDL output is zero.
-    ``y: (B, M)``.
-    """
-
-    op: object | None
-    y: Tensor | None
+from .hdit import AdaRMSNorm, Degradation, SelfAttentionBlock, TokenGrid
 
 
 def tokens_to_stack(z: Tensor, patch: int, channels: int) -> Tensor:
@@ -116,26 +102,30 @@ class JointAttentionBlock(SelfAttentionBlock):
     def forward(
         self, x: Tensor, cond: Tensor, grid: TokenGrid, degradation: Degradation | None = None
     ) -> Tensor:
+        # The operator is used here only, outside the tensor-only part that can be compiled.
+        features = None
+        if degradation is not None and degradation.op is not None:
+            features = self.fdl(x, degradation.op, degradation.y)
+        return self.attention(x, cond, grid.h, grid.w, grid.cos, grid.sin, features)
+
+    def attention(
+        self, x: Tensor, cond: Tensor, h: int, w: int, cos: Tensor, sin: Tensor, features: Tensor | None = None
+    ) -> Tensor:
+        """``features: (B, h, w, d)`` the FDL output, ``None`` for the zero operator."""
         xn = self.norm(x, cond)
         width = x.shape[-1]
         # One matmul for everything computed from x̃: q, k, v and the x̃ half of the joint keys.
         w_x = torch.cat([self.qkv.weight, self.joint_k.weight[:, :width]])
         q, k, v, k_joint = F.linear(xn, w_x).chunk(4, dim=-1)
-        if degradation is None or degradation.op is None:
+        if features is None:
             # the zero operator: FDL = A⁺(GELU(W·0)) = 0 and RMSNorm(0) = 0, so ỹ adds nothing
             v_joint = torch.zeros_like(v)
         else:
-            y_feat = self.norm_joint(self.fdl(x, degradation.op, degradation.y), cond)
+            y_feat = self.norm_joint(features, cond)
             w_y = torch.cat([self.joint_k.weight[:, width:], self.joint_v.weight])
             k_from_y, v_joint = F.linear(y_feat, w_y).chunk(2, dim=-1)
             k_joint = k_joint + k_from_y
         keys = torch.cat([self.heads(k), self.heads(k_joint)], dim=-2)
         values = torch.cat([self.heads(v), self.heads(v_joint)], dim=-2)
-        o = attend(
-            self.qk_embed(self.heads(q), grid),
-            self.qk_embed(keys, grid),
-            values,
-            self.pattern,
-            (grid.h, grid.w),
-        )
+        o = attend(self.qk_embed(self.heads(q), cos, sin), self.qk_embed(keys, cos, sin), values, self.pattern, (h, w))
         return x + self.out(self.dropout(self.merge_heads(o, x)))

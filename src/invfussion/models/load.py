@@ -17,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from ..training.checkpoint import read_metadata, resolve_checkpoint
+from ..storage import FORMAT as CHECKPOINT_FORMAT
+from ..storage import read_metadata, resolve_checkpoint
 from .precond import Denoiser
 
 MODEL_FORMAT = "invfussion-model/1"

@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .hdit import FourierFeatures, HDiT, zero_init
-from .invfussion import Degradation
+from .hdit import Degradation, FourierFeatures, HDiT, zero_init
 
 CONDITIONINGS = ("invfussion", "palette", "unconditional")
 
@@ -133,7 +132,8 @@ class Denoiser(nn.Module):
             net_in = torch.cat([net_in, a_pinv_y], dim=1)
             if self.conditioning == "invfussion" and op is not None:
                 degradation = Degradation(op, y.to(torch.float32))
-        out = self.backbone(net_in, c_noise, class_labels, aug_labels, degradation).to(
+        measurement_noise = None if op is None else op.noise_std.to(x.device)
+        out = self.backbone(net_in, c_noise, class_labels, aug_labels, degradation, measurement_noise).to(
             torch.float32
         )
         denoised = (c_skip * x + c_out * out[:, :c]).to(x_noisy.dtype)

@@ -38,6 +38,9 @@ class ModelConfig:
         mapping_width, mapping_depth, mapping_d_ff: mapping network (``None``: 3 × width).
         fdl_levels: per level, whether InvFussion blocks are used (``None``: every level); a level whose
             width is not divisible by ``P²·C`` falls back to plain attention with a warning.
+        noise_conditioning: the mapping network also embeds each example's measurement noise σ_y
+            (``op.noise_std``), so one model serves every noise level; ``train`` turns it on for
+            conditional models trained on noisy measurements.
         pcs: extra output directions for NPPC (0 = none).
         sigma_data: EDM data standard deviation. logvar_channels: Fourier features of u(σ).
     """
@@ -50,6 +53,7 @@ class ModelConfig:
     attention: tuple[str, ...]
     num_classes: int = 0
     augment_dim: int = 7  # = invfussion.data.Augment.label_dim
+    noise_conditioning: bool = False  # the measurement noise σ_y enters the conditioning
     d_ff: tuple[int, ...] | None = None
     kernel_size: int = 7
     window_size: int = 8
@@ -214,6 +218,7 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         cfg.num_classes,
         cfg.augment_dim,
         cfg.dropout,
+        cfg.noise_conditioning,
     )
     backbone = HDiT(
         in_channels=in_channels,

@@ -1,4 +1,5 @@
-"""Checkpoints: one safetensors file of tensors plus one JSON file of everything else.
+"""Training checkpoints in the format of :mod:`invfussion.storage`: one safetensors file of
+tensors plus one JSON file of everything else.
 
 Layout of a run directory::
 
@@ -15,50 +16,26 @@ unpickled.
 from __future__ import annotations
 
 import json
-import os
-import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT = "invfussion-checkpoint/1"
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest"
-_NAME = re.compile(r"^step-(\d{7,})$")
-
-
-def checkpoint_stem(step: int) -> str:
-    """``step-0001234`` for step 1234."""
-    return f"step-{int(step):07d}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_atomically(tmp: Path, dest: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
-
-
-def write_text_atomically(dest: Path, text: str) -> None:
-    """Write ``text`` to ``dest`` so that a crash leaves the old file or the new one, never a part."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    _replace_atomically(tmp, dest)
+from ..storage import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_NAME,
+    FORMAT,
+    LATEST,
+    checkpoint_stem,
+    latest_checkpoint,
+    read_metadata,
+    replace_atomically,
+    resolve_checkpoint,
+    write_text_atomically,
+)
 
 
 def save_checkpoint(
@@ -79,7 +56,7 @@ def save_checkpoint(
     cpu = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
     tmp = weights.with_name(weights.name + ".tmp")
     save_file(cpu, str(tmp), metadata={"format": FORMAT, "id": checkpoint_id, "step": str(int(step))})
-    _replace_atomically(tmp, weights)
+    replace_atomically(tmp, weights)
     record = {"format": FORMAT, "id": checkpoint_id, "step": int(step), **meta}
     write_text_atomically(config, json.dumps(record, indent=2, sort_keys=True))
     write_text_atomically(directory / LATEST, stem + "\n")
@@ -91,62 +68,11 @@ def save_checkpoint(
 def prune_checkpoints(directory: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (never the one ``latest`` names)."""
     latest = (directory / LATEST).read_text(encoding="utf-8").strip()
-    stems = sorted(p.stem for p in directory.glob("step-*.safetensors") if _NAME.match(p.stem))
+    stems = sorted(p.stem for p in directory.glob("step-*.safetensors") if CHECKPOINT_NAME.match(p.stem))
     for stem in stems[: max(len(stems) - max(keep, 1), 0)]:
         if stem != latest:
             (directory / f"{stem}.safetensors").unlink(missing_ok=True)
             (directory / f"{stem}.json").unlink(missing_ok=True)
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The ``.safetensors`` file that ``run_dir``'s ``latest`` pointer names, or ``None`` if it has none."""
-    pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
-    if not pointer.is_file():
-        return None
-    stem = pointer.read_text(encoding="utf-8").strip()
-    if not _NAME.match(stem):
-        raise ValueError(f"{pointer} does not name a checkpoint ({stem!r}); delete it to fall back to a fresh run.")
-    weights = pointer.parent / f"{stem}.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{pointer} names {weights.name}, which is missing; restore it or point {pointer} to an existing checkpoint.")
-    return weights
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory, its ``checkpoints/`` folder, a ``.safetensors`` or a ``.json`` file → the ``.safetensors`` file."""
-    path = Path(path)
-    if path.is_dir():
-        run_dir = path.parent if (path / LATEST).exists() else path  # RUN/checkpoints/ also works
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise FileNotFoundError(f"{path} holds no checkpoint (no {CHECKPOINT_DIR}/{LATEST}); train into it first or pass a checkpoint file.")
-        return found
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass a run directory or a .safetensors file written by invfussion.")
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path} is not a .safetensors checkpoint; pass a run directory or a .safetensors file.")
-    return path
-
-
-def read_metadata(weights: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """Validated (safetensors header metadata, JSON record) of a checkpoint or exported model."""
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights} is not a readable safetensors file ({exc}); it is truncated or corrupt, use another checkpoint.") from None
-    sidecar = weights.with_suffix(".json")
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"{weights} has no sibling {sidecar.name}; copy the JSON file next to it.")
-    try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{sidecar} is not valid JSON ({exc}); restore it from the run directory.") from None
-    if not isinstance(record, dict) or record.get("id") != header.get("id"):
-        raise ValueError(f"{sidecar} does not belong to {weights.name} (their ids differ); keep each .json with its own .safetensors.")
-    return header, record
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:

@@ -56,7 +56,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"steps", "out", "resume", "checkpoint_every", "keep_checkpoints", "sample_every", "sample_steps",
-     "log_every", "num_workers", "device", "tensorboard", "init_from", "val_every", "val_data"}
+     "log_every", "num_workers", "device", "tensorboard", "init_from", "compile", "val_every", "val_data"}
 )
 
 
@@ -112,6 +112,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int | None = None  # None: CPU cores − 2 (≤ 16) on CUDA, 0 on the CPU
     tensorboard: bool = True
+    compile: bool = False  # torch.compile the network's operator-free parts (models.compile_denoiser)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -341,6 +342,8 @@ class Trainer:
             self.dataset, seed=cfg.seed, global_batch=cfg.batch_size, positions=distributed.shard(cfg.batch_size, ctx),
             mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
         )
+        if cfg.compile:  # after the EMA copy, which stays eager
+            models.compile_denoiser(self.net)
         self.model = distributed.wrap(self.net, ctx)
         self.validator = build_validator(
             cfg.data, cfg.val_data, self.image_shape, self.num_classes, self.mixture, cfg.objective,

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 13: which recipe trains the one-call MMSE end — A/B runs at equal steps from scratch,
+# decided on the embedded MNIST *validation* digits (never the test digits), plus the paper's
+# Table 7 at our scale (a dedicated MMSE model of the same architecture and steps).
+#
+#   bash benchmarks/mmse_recipe.sh [RUNS] [STEPS] [N] [OUT]
+#
+# Arms (InvFussion, paper mixture, batch 64, lr 4e-4, one CPU thread each, side by side):
+#   share0  — today's recipe (EDM2 log-normal σ only)
+#   share25 — 25% of the conditional examples trained at the one-call MMSE end (--mmse-share 0.25)
+#   mmse    — a dedicated MMSE model (--objective mmse)
+# Runs that exist are continued (--resume) up to STEPS. Evaluation: N validation digits per
+# family, one-call MMSE, one posterior sample, the mean of 8 posterior samples, and the linear
+# MMSE floor; cells are cached in OUT/*.json (delete them to recompute).
+set -euo pipefail
+RUNS=${1:-runs/ab}
+STEPS=${2:-2000}
+N=${3:-100}
+OUT=${4:-benchmarks/results/mmse-recipe}
+mkdir -p "$RUNS" "$OUT"
+export OMP_NUM_THREADS=1
+
+train() {  # NAME, extra flags...
+  local name=$1; shift
+  local resume=(); [ -e "$RUNS/$name/checkpoints/latest" ] && resume=(--resume)
+  invfussion train --steps "$STEPS" --batch-size 64 --lr 4e-4 --warmup-steps 200 --log-every 50 \
+    --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 10 --num-workers 0 \
+    --out "$RUNS/$name" "${resume[@]}" "$@" > "$RUNS/$name.log" 2>&1
+}
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+  train share0 --mmse-share 0 &
+  train share25 --mmse-share 0.25 &
+  wait
+  train mmse --objective mmse
+fi
+
+stem=$(printf "step-%07d.safetensors" "$STEPS")
+specs=(motion-blur:stride=4 matrix:rows=64)
+common=(--degradations "${specs[@]}" --num-images "$N" --split validation)
+models=(share0="$RUNS/share0/checkpoints/$stem" share25="$RUNS/share25/checkpoints/$stem")
+invfussion evaluate --models "${models[@]}" mmse="$RUNS/mmse/checkpoints/$stem" \
+  --methods share0:mmse share25:mmse mmse:mmse share0:posterior share25:posterior share0:lmmse \
+  "${common[@]}" --samples-per-image 1 --out "$OUT/one-call.json" | grep '^|'
+invfussion evaluate --models "${models[@]}" --methods share0:posterior-mean share25:posterior-mean \
+  "${common[@]}" --samples-per-image 8 --out "$OUT/mean-of-8.json" | grep '^|'
