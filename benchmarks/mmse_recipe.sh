@@ -8,6 +8,7 @@
 # Arms (InvFussion, paper mixture, batch 64, lr 4e-4, one CPU thread each, side by side):
 #   share0  — today's recipe (EDM2 log-normal σ only)
 #   share25 — 25% of the conditional examples trained at the one-call MMSE end (--mmse-share 0.25)
+#   share50 — the same with 50%
 #   mmse    — a dedicated MMSE model (--objective mmse)
 # Runs that exist are continued (--resume) up to STEPS. Evaluation: N validation digits per
 # family, one-call MMSE, one posterior sample, the mean of 8 posterior samples, and the linear
@@ -31,15 +32,18 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   train share0 --mmse-share 0 &
   train share25 --mmse-share 0.25 &
   wait
-  train mmse --objective mmse
+  train share50 --mmse-share 0.5 &
+  train mmse --objective mmse &
+  wait
 fi
 
 stem=$(printf "step-%07d.safetensors" "$STEPS")
 specs=(motion-blur:stride=4 matrix:rows=64)
 common=(--degradations "${specs[@]}" --num-images "$N" --split validation)
-models=(share0="$RUNS/share0/checkpoints/$stem" share25="$RUNS/share25/checkpoints/$stem")
+models=(share0="$RUNS/share0/checkpoints/$stem" share25="$RUNS/share25/checkpoints/$stem"
+        share50="$RUNS/share50/checkpoints/$stem")
 invfussion evaluate --models "${models[@]}" mmse="$RUNS/mmse/checkpoints/$stem" \
-  --methods share0:mmse share25:mmse mmse:mmse share0:posterior share25:posterior share0:lmmse \
-  "${common[@]}" --samples-per-image 1 --out "$OUT/one-call.json" | grep '^|'
+  --methods share0:mmse share25:mmse share50:mmse mmse:mmse share0:posterior share25:posterior \
+  share50:posterior share0:lmmse "${common[@]}" --samples-per-image 1 --out "$OUT/one-call.json" | grep '^|'
 invfussion evaluate --models "${models[@]}" --methods share0:posterior-mean share25:posterior-mean \
-  "${common[@]}" --samples-per-image 8 --out "$OUT/mean-of-8.json" | grep '^|'
+  share50:posterior-mean "${common[@]}" --samples-per-image 8 --out "$OUT/mean-of-8.json" | grep '^|'

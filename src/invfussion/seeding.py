@@ -34,6 +34,13 @@ def as_indices(batch_or_indices: int | Sequence[int] | torch.Tensor) -> list[int
     return [int(i) for i in batch_or_indices]
 
 
+def uniform(seed: int, indices: int | Sequence[int] | torch.Tensor, stream: str = "") -> torch.Tensor:
+    """``(B,)`` uniform [0, 1) draws; entry ``b`` depends on ``(seed, stream, i_b)`` only."""
+    return torch.stack(
+        [torch.rand((), generator=example_generator(seed, i, stream)) for i in as_indices(indices)]
+    )
+
+
 def randn(
     seed: int,
     indices: int | Sequence[int] | torch.Tensor,

@@ -4,11 +4,11 @@ import pytest
 import torch
 from tiny_runs import assert_same_tensors, checkpoint_tensors, tiny_config
 
-from invfussion import data
+from invfussion import data, models
 from invfussion import degradations as deg
 from invfussion.training import distributed
 from invfussion.training.batches import StepBatches
-from invfussion.training.loop import TrainConfig, Trainer, learning_rate, train, with_noise
+from invfussion.training.loop import TrainConfig, Trainer, build_mixture, learning_rate, train
 
 
 def logged(run_dir):
@@ -146,11 +146,17 @@ def test_bad_settings_are_clear_errors(tmp_path):
             tiny_config(tmp_path, **changes).validate()
 
 
-def test_measurement_noise_reaches_every_spec():
-    assert with_noise("matrix", 0.1) == "matrix:noise=0.1"
-    assert with_noise("sr:factor=2", 0.1) == "sr:factor=2,noise=0.1"
-    assert with_noise("sr:noise=0.2", 0.1) == "sr:noise=0.2"
-    assert with_noise("none", 0.0) == "none"
+def test_measurement_noise_levels_reach_every_spec_without_its_own():
+    cfg = TrainConfig(degradations=["matrix", "sr:noise=0.3", "inpaint-patches"], measurement_noise="0:0.2,zero=0.5")
+    mixture = build_mixture(cfg)
+    op = mixture.sample(64, (1, 32, 32), seed=0)
+    own = torch.tensor([spec == "sr:noise=0.3" for spec in mixture.choose(0, range(64))])
+    assert torch.all(op.noise_std[own] == 0.3)
+    drawn = op.noise_std[~own]
+    assert 0.25 < float((drawn == 0).float().mean()) < 0.75 and float(drawn.max()) <= 0.2
+    assert build_mixture(TrainConfig(measurement_noise="0")).noise is None
+    with pytest.raises(ValueError, match="noise levels"):
+        TrainConfig(measurement_noise="0.2:0.1").validate()
 
 
 def test_augmentation_labels_must_fit_the_model(tmp_path):
@@ -158,3 +164,20 @@ def test_augmentation_labels_must_fit_the_model(tmp_path):
         train(tiny_config(tmp_path / "a", aug_p=0.2, overrides=dict(tiny_config(tmp_path).overrides, augment_dim=3)))
     overrides = dict(tiny_config(tmp_path).overrides, augment_dim=data.Augment.label_dim)
     assert train(tiny_config(tmp_path / "b", aug_p=0.5, xflip=True, steps=2, overrides=overrides)).is_file()
+
+
+def test_noisy_training_makes_a_noise_aware_model_that_resumes(tmp_path):
+    cfg = tiny_config(tmp_path / "run", steps=4, measurement_noise="0:0.2,zero=0.5")
+    final = train(cfg)
+    net = models.load(final)
+    assert net.config["noise_conditioning"] and net.backbone.mapping.measurement_proj is not None
+    # the σ_y embedding changes the output: it is wired in
+    op = deg.from_spec("matrix", (1, 32, 32), batch=2, seed=0)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        quiet = net(x, torch.ones(2), op, op.A(x))
+        noisy = net(x, torch.ones(2), op.with_noise_std(torch.full((2,), 0.2)), op.A(x))
+    assert not torch.allclose(quiet, noisy)
+    train(tiny_config(tmp_path / "run", steps=6, measurement_noise="0:0.2,zero=0.5", resume=True))
+    with pytest.raises(ValueError, match="measurement_noise"):
+        train(tiny_config(tmp_path / "run", steps=8, resume=True))

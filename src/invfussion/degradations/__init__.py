@@ -31,7 +31,7 @@ for _name, _cls in (
 ):
     register(_name, _cls)
 
-from .mixture import PAPER_MIXTURE, Mixture, paper_mixture
+from .mixture import PAPER_MIXTURE, Mixture, NoiseLevels, paper_mixture
 
 __all__ = [
     "FAMILIES",
@@ -44,6 +44,7 @@ __all__ = [
     "MatrixOperator",
     "Mixture",
     "MotionBlur",
+    "NoiseLevels",
     "Operator",
     "OutpaintBox",
     "Param",

@@ -97,6 +97,12 @@ class Operator:
         moved.noise_std = self.noise_std.to(device)
         return moved
 
+    def with_noise_std(self, noise_std: Tensor) -> Operator:
+        """A shallow copy with measurement noise ``noise_std: (B,)`` (the same linear maps)."""
+        changed = copy.copy(self)
+        changed.noise_std = noise_std.to(torch.float32, copy=True).to(self.device).reshape(self.batch_size)
+        return changed
+
     def A(self, x: Tensor) -> Tensor:
         """``x: (B, C, H, W)`` → ``(B, M)``; ``x: (B, K, C, H, W)`` → ``(B, K, M)``."""
         stack = self._as_stack(x, image=True)

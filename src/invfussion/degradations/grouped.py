@@ -95,6 +95,12 @@ class GroupedOperator(Operator):
             [F.pad(op.measurement_mask(), (0, M - op.measurement_size)) for op in self.parts]
         )
 
+    def with_noise_std(self, noise_std: Tensor) -> GroupedOperator:
+        """As :meth:`Operator.with_noise_std`, and every part gets its examples' σ_y."""
+        changed = super().with_noise_std(noise_std)
+        changed.parts = [op.with_noise_std(sigma) for op, sigma in zip(self.parts, self._split(changed.noise_std))]
+        return changed
+
     def _to(self, device: torch.device) -> GroupedOperator:
         moved = super()._to(device)
         moved.positions = [idx.to(device) for idx in self.positions]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..degradations.base import Operator
-from .conjugate_gradients import conjugate_gradients
+from ..linalg import conjugate_gradients
 from .gaussian import measurement_gain
 
 DENSE_LIMIT = 4096

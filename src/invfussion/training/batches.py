@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .. import seeding
+from ..seeding import uniform
 from ..degradations.base import Operator
 from ..degradations.grouped import in_part_order
 from .losses import TrainingBatch
@@ -31,11 +32,6 @@ from .losses import TrainingBatch
 def dataset_order(seed: int, epoch: int, size: int) -> Tensor:
     """``(size,)`` the order in which epoch ``epoch`` visits the dataset."""
     return torch.randperm(size, generator=seeding.example_generator(seed, epoch, "data-order"))
-
-
-def uniform(seed: int, indices: list[int], stream: str) -> Tensor:
-    """``(B,)`` uniform [0, 1) draws, one from each example's stream."""
-    return torch.stack([torch.rand((), generator=seeding.example_generator(seed, i, stream)) for i in indices])
 
 
 def measure(op: Operator, images: Tensor, seed: int, indices: list[int]) -> Tensor:

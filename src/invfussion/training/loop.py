@@ -81,10 +81,11 @@ class TrainConfig:
     aug_p: float = 0.0
     xflip: bool = False
     label_dropout: float = 0.1
-    # degradations (None: the paper's mixture); measurement_noise adds noise=σ_y to specs without one
+    # degradations (None: the paper's mixture); measurement_noise: σ_y of specs that set none, as
+    # NoiseLevels text ("0.1", "0:0.2", "0:0.2,zero=0.5"), drawn per example
     degradations: list[str] | None = None
     degradation_weights: list[float] | None = None
-    measurement_noise: float = 0.0
+    measurement_noise: str = "0"
     # objective
     objective: str = "diffusion"
     p_mean: float = -0.8
@@ -134,8 +135,9 @@ class TrainConfig:
             raise ValueError(f"val_every must be ≥ 0, got {self.val_every}; pass 0 to turn validation off.")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}; pass e.g. 2e-4.")
-        if not self.measurement_noise >= 0:
-            raise ValueError(f"measurement_noise must be ≥ 0, got {self.measurement_noise}; pass σ_y such as 0.1.")
+        from ..degradations import NoiseLevels
+
+        NoiseLevels.parse(self.measurement_noise)  # raises a one-line ValueError
         if not 0.0 <= self.mmse_share <= 1.0:
             raise ValueError(f"mmse_share must lie in [0, 1], got {self.mmse_share}; pass e.g. 0.25.")
         if not 0.0 <= self.label_dropout <= 1.0:
@@ -176,8 +178,13 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
 
 def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Raise ``ValueError`` if ``cfg`` changes a setting that a resumed run must keep."""
+    from ..degradations import NoiseLevels
+
     current = json.loads(json.dumps(cfg.to_json()))  # tuples → lists, as stored
     defaults = json.loads(json.dumps(TrainConfig().to_json()))  # settings older runs did not store
+    # 0.0 (older runs) and "0" are the same noise levels
+    saved = {**saved, "measurement_noise": str(NoiseLevels.parse(saved.get("measurement_noise", 0.0)))}
+    current["measurement_noise"] = str(NoiseLevels.parse(current["measurement_noise"]))
     for name in sorted(set(saved) | set(current)):
         if name not in RESUMABLE_CHANGES and saved.get(name, defaults.get(name)) != current.get(name):
             raise ValueError(
@@ -270,16 +277,6 @@ class Window:
         return mean_loss, img_s
 
 
-def with_noise(spec: str, noise_std: float) -> str:
-    """``spec`` with ``noise=noise_std`` added unless it sets its own noise (or ``noise_std`` is 0)."""
-    from ..degradations import parse_spec
-
-    _, params = parse_spec(spec)
-    if noise_std == 0 or "noise" in params:
-        return spec
-    return f"{spec}{',' if params else ':'}noise={noise_std:g}"
-
-
 def build_mixture(cfg: TrainConfig):
     """The training distribution over operators (``None`` for an unconditional model)."""
     from .. import degradations as deg
@@ -287,7 +284,8 @@ def build_mixture(cfg: TrainConfig):
     if cfg.conditioning == "unconditional":
         return None
     specs = list(cfg.degradations) if cfg.degradations is not None else list(deg.Mixture.paper().specs)
-    return deg.Mixture([with_noise(s, cfg.measurement_noise) for s in specs], weights=cfg.degradation_weights)
+    noise = deg.NoiseLevels.parse(cfg.measurement_noise)
+    return deg.Mixture(specs, weights=cfg.degradation_weights, noise=noise if noise.noisy else None)
 
 
 def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
@@ -309,7 +307,11 @@ class Trainer:
             raise ValueError(f"dataset {cfg.data} has no images; point --data at a folder or zip with images.")
         self.image_shape = tuple(self.dataset[0][0].shape)
         torch.manual_seed(seeding.example_seed(cfg.seed, 0, "init"))
-        overrides = {**cfg.overrides, **({"pcs": cfg.pcs} if cfg.pcs else {})}
+        self.mixture = build_mixture(cfg)
+        # A model trained on several noise levels is told each example's σ_y.
+        noise_aware = self.mixture is not None and self.mixture.noise is not None
+        overrides = {**({"noise_conditioning": True} if noise_aware else {}), **cfg.overrides,
+                     **({"pcs": cfg.pcs} if cfg.pcs else {})}
         self.net = models.build(cfg.preset, cfg.conditioning, **overrides).to(self.device)
         if cfg.init_from is not None and latest_checkpoint(self.run_dir) is None:
             models.initialize_from(self.net, cfg.init_from)
@@ -323,7 +325,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma,
                                         cfg.nppc_ramp_steps, cfg.mmse_share)
-        self.mixture = build_mixture(cfg)
         self.step = 0
         self.images_seen = 0
         self.skipped = torch.zeros((), device=self.device)  # non-finite steps, counted on device

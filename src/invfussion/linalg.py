@@ -1,4 +1,5 @@
-"""Batched conjugate gradients for symmetric positive semi-definite systems, one per example."""
+"""Dense-free linear algebra shared by operators and samplers: batched conjugate gradients for
+symmetric positive semi-definite systems, one per example."""
 
 from __future__ import annotations
 
