@@ -12,7 +12,8 @@
 #   mmse    — a dedicated MMSE model (--objective mmse)
 # Runs that exist are continued (--resume) up to STEPS. Evaluation: N validation digits per
 # family, one-call MMSE, one posterior sample, the mean of 8 posterior samples, and the linear
-# MMSE floor; cells are cached in OUT/*.json (delete them to recompute).
+# MMSE floor; cells are cached in OUT/<arm>.json (delete them to recompute); ARMS="share0 share25"
+# evaluates some arms only.
 set -euo pipefail
 RUNS=${1:-runs/ab}
 STEPS=${2:-2000}
@@ -25,7 +26,7 @@ train() {  # NAME, extra flags...
   local name=$1; shift
   local resume=(); [ -e "$RUNS/$name/checkpoints/latest" ] && resume=(--resume)
   invfussion train --steps "$STEPS" --batch-size 64 --lr 4e-4 --warmup-steps 200 --log-every 50 \
-    --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 10 --num-workers 0 \
+    --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 10 --num-workers 0 --noise 0 \
     --out "$RUNS/$name" "${resume[@]}" "$@" > "$RUNS/$name.log" 2>&1
 }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
@@ -38,12 +39,17 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 
 stem=$(printf "step-%07d.safetensors" "$STEPS")
-specs=(motion-blur:stride=4 matrix:rows=64)
-common=(--degradations "${specs[@]}" --num-images "$N" --split validation)
-models=(share0="$RUNS/share0/checkpoints/$stem" share25="$RUNS/share25/checkpoints/$stem"
-        share50="$RUNS/share50/checkpoints/$stem")
-invfussion evaluate --models "${models[@]}" mmse="$RUNS/mmse/checkpoints/$stem" \
-  --methods share0:mmse share25:mmse share50:mmse mmse:mmse share0:posterior share25:posterior \
-  share50:posterior share0:lmmse "${common[@]}" --samples-per-image 1 --out "$OUT/one-call.json" | grep '^|'
-invfussion evaluate --models "${models[@]}" --methods share0:posterior-mean share25:posterior-mean \
-  share50:posterior-mean "${common[@]}" --samples-per-image 8 --out "$OUT/mean-of-8.json" | grep '^|'
+common=(--degradations motion-blur:stride=4 matrix:rows=64 --num-images "$N" --split validation)
+for arm in ${ARMS:-share0 share25 share50 mmse}; do  # one results file per arm: cached independently
+  model=(--models "$arm=$RUNS/$arm/checkpoints/$stem")
+  if [ "$arm" = mmse ]; then
+    invfussion evaluate "${model[@]}" --methods "$arm:mmse" "${common[@]}" --out "$OUT/$arm.json" > /dev/null
+    continue
+  fi
+  extra=(); [ "$arm" = share0 ] && extra=("$arm:lmmse")
+  invfussion evaluate "${model[@]}" --methods "$arm:mmse" "$arm:posterior" "${extra[@]}" "${common[@]}" \
+    --out "$OUT/$arm.json" > /dev/null
+  invfussion evaluate "${model[@]}" --methods "$arm:posterior-mean" "${common[@]}" --samples-per-image 8 \
+    --out "$OUT/$arm-mean-of-8.json" > /dev/null
+done
+python benchmarks/print_results.py --merge "$OUT"/*.json

@@ -7,6 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,16 +67,32 @@ def _restore(args: argparse.Namespace) -> int:
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"the embedded MNIST digits are {tuple(x.shape[1:])} but the model expects {shape}.")
     x = x.to(args.device)
+    labels = _class_labels(net, args, batch=1)
     op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
     y = op.measure(x, seed=args.seed)
     result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
-                     steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty)
+                     steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,
+                     class_labels=labels, cfg=args.cfg, consistent=args.consistent)
     summary = {"model": args.model, "degradation": args.degradation, "seed": args.seed,
                "methods": summarize(result, op, y)}
     written = write_restoration(result, args.out, summary)
     print(json.dumps(summary["methods"], indent=2))
     print(f"wrote {len(written)} files to {args.out}")
     return 0
+
+
+def _class_labels(net: torch.nn.Module, args: argparse.Namespace, batch: int) -> torch.Tensor | None:
+    """``--class-label`` as ``(batch,)`` labels (``None`` without one), checked with ``--cfg``
+    against the model (one-line ``ValueError``)."""
+    import torch
+
+    from .sampling import check_guidance
+
+    labels = None
+    if args.class_label is not None:
+        labels = torch.full((batch,), args.class_label, dtype=torch.long, device=args.device)
+    check_guidance(net, labels, args.cfg)
+    return labels
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -83,11 +103,7 @@ def _sample(args: argparse.Namespace) -> int:
     from .training import save_image_grid
 
     net = load(args.model, device=args.device)
-    labels = None
-    if args.class_label is not None:
-        if net.num_classes == 0:
-            raise ValueError(f"{args.model} is not class-conditional; drop --class-label and --cfg.")
-        labels = torch.full((args.num_samples,), args.class_label, dtype=torch.long, device=args.device)
+    labels = _class_labels(net, args, batch=args.num_samples)
     with torch.no_grad():
         x = unconditional(net, args.num_samples, (net.img_channels, net.img_resolution, net.img_resolution),
                           steps=args.steps, solver=args.solver, seed=args.seed, cfg=args.cfg,
@@ -104,7 +120,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                           methods=args.methods, degradations=args.degradations, num_images=args.num_images,
                           samples_per_image=args.samples_per_image, seed=args.seed, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, split=args.split,
-                          data=args.data, fd_weights=args.fd_weights, compile=args.compile)
+                          data=args.data, fd_weights=args.fd_weights, compile=args.compile,
+                          class_labels=None if args.class_labels == "none" else args.class_labels, cfg=args.cfg,
+                          consistent=args.consistent)
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
@@ -135,6 +153,19 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network's operator-free parts; pays on long runs only (BENCHMARKS.md)")
+
+
+def _add_consistent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--consistent", action="store_true",
+                   help="also report each method's outputs moved onto the measurement as <method>+consistent: "
+                        "x + A⁺(y − Ax) (the exact projection) when noiseless, x + A⁺_σ(y − Ax) when noisy")
+
+
+def _add_guidance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class-label", type=int, default=None, metavar="N",
+                   help="the class to condition on (a class-conditional model; 0 ≤ N < its classes)")
+    p.add_argument("--cfg", type=float, default=None, metavar="W",
+                   help="classifier-free guidance weight w ≥ 0 with --class-label: D_null + w (D_class − D_null)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="heun", help="heun, euler or dpmpp2m (posterior)")
     p.add_argument("--uncertainty", type=int, default=0, metavar="K",
                    help="also write the per-pixel std map and the top-K sample-PCA directions")
+    _add_consistent(p)
+    _add_guidance(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
@@ -222,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw unconditional or class-conditional samples")
     p.add_argument("--model", default="mnist32-unconditional")
     p.add_argument("--num-samples", type=int, default=16)
-    p.add_argument("--class-label", type=int, default=None)
-    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance weight")
+    _add_guidance(p)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--solver", default="heun")
     p.add_argument("--seed", type=int, default=0)
@@ -244,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fd-weights", default=None, metavar="PATH",
                    help="Inception-v3 weights file for FD on --data (torch-fidelity's; nothing is downloaded)")
     p.add_argument("--samples-per-image", type=int, default=1)
+    p.add_argument("--class-labels", default="none", choices=("true", "none"),
+                   help="true: condition a class-conditional model on each digit's own label (default: none)")
+    p.add_argument("--cfg", type=float, default=None, metavar="W",
+                   help="classifier-free guidance weight w ≥ 0 (needs --class-labels true)")
+    _add_consistent(p)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)

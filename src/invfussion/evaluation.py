@@ -6,6 +6,14 @@ of the evaluated split), consistency ``‖y − A x̂‖²``, NFE and seconds pe
 written to the results JSON at once (atomically), so an interrupted evaluation resumes where it
 stopped.
 
+With ``consistent`` every method also gets a ``<method>+consistent`` cell and row: the same
+outputs moved onto the measurement (``restoration.make_consistent``), at the same NFE.
+
+A class-conditional model can be given each digit's own label (``class_labels="true"``) and a
+guidance weight ``cfg``; the cell's key and row name then carry both (``…:posterior[class=true,
+cfg=2] @ …``), so cells of different class settings never mix. On the MNIST digits every cell
+also holds the shipped classifier's accuracy on the first samples against the digits' labels.
+
 On the user's own images (``data``: a folder or zip, its first ``num_images``) FD and C-FD use
 Inception-v3 features from a local weights file (``fd_weights``); without one they are skipped and
 the results say why (``"fd_skipped"``): the MNIST classifier's features mean nothing there.
@@ -25,7 +33,9 @@ from tqdm import tqdm
 from . import degradations as deg
 from .metrics import FeatureExtractor, InceptionFeatures, MnistFeatures, consistency, frechet_distance, psnr
 from .metrics.inception import WEIGHTS_FILE
-from .restoration import check_method, run_method
+from .restoration import CONSISTENT, check_method, make_consistent, run_method
+from .sampling import check_guidance
+from .sampling.guidance import check_cfg
 from .storage import write_text_atomically
 
 RESULTS_FORMAT = "invfussion-evaluation/1"
@@ -46,6 +56,11 @@ class EvaluationSpec:
         steps: sampler steps (``None``: each method's default budget).
         data: a folder or zip of the user's images to evaluate on instead of the MNIST ``split``.
         fd_weights: Inception-v3 weights file for FD on ``data`` (see :class:`invfussion.metrics.InceptionFeatures`).
+        class_labels: ``"true"``: condition every network call on each digit's own label (a
+            class-conditional model); ``None``: no class.
+        cfg: classifier-free guidance weight (needs ``class_labels``); ``None``: no guidance.
+        consistent: also report every method's outputs moved onto the measurement
+            (:func:`~invfussion.restoration.make_consistent`) as cells and rows ``<method>+consistent``.
     """
 
     models: dict[str, str]
@@ -61,6 +76,9 @@ class EvaluationSpec:
     data: str | None = None
     fd_weights: str | None = None
     compile: bool = False  # torch.compile the networks (models.compile_denoiser)
+    class_labels: str | None = None
+    cfg: float | None = None
+    consistent: bool = False
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -75,8 +93,14 @@ class EvaluationSpec:
         return pairs
 
 
-def cell_key(model: str, method: str, spec: str) -> str:
-    return f"{model}:{method} @ {spec}"
+def method_name(model: str, method: str, class_labels: str | None = None, cfg: float | None = None) -> str:
+    """A table row: ``model:method``, with its class setting in brackets when it has one."""
+    settings = ([] if class_labels is None else [f"class={class_labels}"]) + ([] if cfg is None else [f"cfg={cfg:g}"])
+    return f"{model}:{method}" + (f"[{','.join(settings)}]" if settings else "")
+
+
+def cell_key(model: str, method: str, spec: str, class_labels: str | None = None, cfg: float | None = None) -> str:
+    return f"{method_name(model, method, class_labels, cfg)} @ {spec}"
 
 
 def _load_results(path: Path, spec: EvaluationSpec) -> dict:
@@ -98,58 +122,78 @@ def _load_results(path: Path, spec: EvaluationSpec) -> dict:
 
 def evaluate_cell(
     net: torch.nn.Module, method: str, spec_text: str, x: Tensor, spec: EvaluationSpec,
-    features: FeatureExtractor | None, reference_features: Tensor | None,
-) -> dict:
+    features: FeatureExtractor | None, reference_features: Tensor | None, class_labels: Tensor | None = None,
+    reference_labels: Tensor | None = None,
+) -> dict[str, dict]:
     """Metrics of one method on one degradation over the clean images ``x: (N, C, H, W)``
-    (FD and C-FD ``None`` without ``features``)."""
+    (FD and C-FD ``None`` without ``features``), conditioned on ``class_labels: (N,)`` with
+    ``spec.cfg`` when given; ``class_accuracy``: the MNIST classifier's accuracy on the first
+    samples against ``reference_labels: (N,)`` (``None`` without them or that classifier).
+
+    Returns ``{method: row}``, and with ``spec.consistent`` also ``{method+consistent: row}`` of
+    the same outputs after :func:`~invfussion.restoration.make_consistent` (its seconds include
+    the method's)."""
     n = x.shape[0]
     probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
     noisy = bool((probe.noise_std > 0).any())
     check_method(method, net, probe)
-    psnrs, consist, firsts, projected = [], [], [], []
-    seconds, nfe = 0.0, 0
+    names = [method, method + CONSISTENT] if spec.consistent else [method]
+    psnrs, consist, firsts, projected = ({name: [] for name in names} for _ in range(4))
+    seconds, nfe = dict.fromkeys(names, 0.0), 0
     for start in tqdm(range(0, n, spec.batch_size), desc=f"{method} @ {spec_text}", leave=False):
         idx = list(range(start, min(start + spec.batch_size, n)))
         op = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), indices=idx, seed=spec.seed, device=spec.device)
         xb = x[idx].to(spec.device)
         y = op.measure(xb, seed=spec.seed, indices=idx)
         t0 = time.perf_counter()
-        out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps)
-        seconds += time.perf_counter() - t0
-        psnrs.append(torch.stack([psnr(o, xb) for o in out.unbind(1)], 1).cpu())
-        consist.append(consistency(op, out[:, 0], y).cpu())
-        firsts.append(out[:, 0].cpu())
-        if not noisy:
-            projected.append(op.project(out[:, 0], y).cpu())
-    first = torch.cat(firsts)
-    row = {
-        "psnr": float(torch.cat(psnrs).mean()),
-        "fd": None if features is None else frechet_distance(features(first), reference_features),
-        "c_fd": None if noisy or features is None
-        else frechet_distance(features(torch.cat(projected)), reference_features),
-        "consistency": float(torch.cat(consist).mean()),
-        "nfe": int(nfe),
-        "seconds_per_image": seconds / (n * spec.samples_per_image),
-        "images": n,
-    }
-    return row
+        labels = None if class_labels is None else class_labels[idx].to(spec.device)
+        out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps,
+                              class_labels=labels, cfg=spec.cfg)
+        seconds[method] += time.perf_counter() - t0
+        outputs = {method: out}
+        if spec.consistent:
+            outputs[names[1]] = make_consistent(op, out, y)
+            seconds[names[1]] += time.perf_counter() - t0
+        for name, out in outputs.items():
+            psnrs[name].append(torch.stack([psnr(o, xb) for o in out.unbind(1)], 1).cpu())
+            consist[name].append(consistency(op, out[:, 0], y).cpu())
+            firsts[name].append(out[:, 0].cpu())
+            if not noisy:
+                projected[name].append(op.project(out[:, 0], y).cpu())
+    rows = {}
+    for name in names:
+        first = torch.cat(firsts[name])
+        rows[name] = {
+            "psnr": float(torch.cat(psnrs[name]).mean()),
+            "fd": None if features is None else frechet_distance(features(first), reference_features),
+            "c_fd": None if noisy or features is None
+            else frechet_distance(features(torch.cat(projected[name])), reference_features),
+            "consistency": float(torch.cat(consist[name]).mean()),
+            "class_accuracy": None if reference_labels is None or not isinstance(features, MnistFeatures)
+            else float((features.classify(first) == reference_labels.cpu()).double().mean()),
+            "nfe": int(nfe),
+            "seconds_per_image": seconds[name] / (n * spec.samples_per_image),
+            "images": n,
+        }
+    return rows
 
 
-def clean_images(spec: EvaluationSpec) -> Tensor:
-    """``(N, C, H, W)`` in [-1, 1]: ``num_images`` balanced digits of the MNIST ``split``, or the
-    first ``num_images`` images of ``spec.data``."""
+def clean_images(spec: EvaluationSpec) -> tuple[Tensor, Tensor | None]:
+    """``(N, C, H, W)`` in [-1, 1]: ``num_images`` balanced digits of the MNIST ``split`` and their
+    labels ``(N,)``, or the first ``num_images`` images of ``spec.data`` and ``None``."""
     from .data import balanced_indices, load_mnist, open_dataset
 
     if spec.data is None:
-        images, _ = load_mnist(spec.split)
-        return images[balanced_indices(spec.num_images, spec.split)]
+        images, labels = load_mnist(spec.split)
+        chosen = balanced_indices(spec.num_images, spec.split)
+        return images[chosen], labels[chosen]
     dataset = open_dataset(spec.data)
     if len(dataset) < spec.num_images:
         raise ValueError(
             f"{spec.data} holds {len(dataset)} images, fewer than --num-images {spec.num_images}; "
             f"pass --num-images {len(dataset)} or fewer."
         )
-    return torch.stack([dataset[i][0] for i in range(spec.num_images)])
+    return torch.stack([dataset[i][0] for i in range(spec.num_images)]), None
 
 
 def fd_features(spec: EvaluationSpec) -> tuple[FeatureExtractor | None, str | None]:
@@ -177,13 +221,22 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     pairs = spec.method_pairs()
     for spec_text in spec.degradations:
         deg.parse_spec(spec_text)  # fail before any work on a bad spec
+    if spec.class_labels not in (None, "true"):
+        raise ValueError(f"class_labels must be 'true' or None, got {spec.class_labels!r}.")
+    if spec.class_labels is not None and spec.data is not None:
+        raise ValueError("--class-labels true needs the embedded MNIST digits' labels; drop --data or --class-labels.")
+    check_cfg(spec.class_labels is not None, spec.cfg)
     cells = _load_results(out, spec)
     record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
-    x = clean_images(spec)
+    x, true_labels = clean_images(spec)
+    labels = true_labels if spec.class_labels == "true" else None
     features, record["fd_skipped"] = fd_features(spec)
     reference_features = None if features is None else features(x.to(spec.device))
     nets: dict[str, torch.nn.Module] = {}
-    todo = [(k, m, d) for d in spec.degradations for k, m in pairs if cell_key(k, m, d) not in cells]
+    guidance = {"class_labels": spec.class_labels, "cfg": spec.cfg}
+    variants = [""] + [CONSISTENT] * spec.consistent
+    todo = [(k, m, d) for d in spec.degradations for k, m in pairs
+            if any(cell_key(k, m + v, d, **guidance) not in cells for v in variants)]
     for key, method, spec_text in tqdm(todo, desc="cells"):
         if key not in nets:
             nets[key] = load(spec.models[key], device=spec.device)
@@ -195,10 +248,12 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
                     f"model {key} takes {shape} images but the evaluation images are {tuple(x.shape[1:])}; "
                     "pass --data with images of the model's shape."
                 )
-        cells[cell_key(key, method, spec_text)] = {
-            "model": key, "method": method, "degradation": spec_text,
-            **evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features),
-        }
+            check_guidance(nets[key], labels, spec.cfg)
+        rows = evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features, labels, true_labels)
+        for name, row in rows.items():
+            cells[cell_key(key, name, spec_text, **guidance)] = {
+                "model": key, "method": name, "degradation": spec_text, **guidance, **row,
+            }
         write_text_atomically(out, json.dumps(record, indent=2) + "\n")  # each finished cell at once
     write_text_atomically(out, json.dumps(record, indent=2) + "\n")  # also when none was left to do
     return record
@@ -208,17 +263,21 @@ def markdown_table(record: dict) -> str:
     """The paper's Table 1 layout: one row per method; per degradation PSNR, FD and C-FD; NFE; s/image."""
     cells = record["cells"]
     degradations = list(dict.fromkeys(c["degradation"] for c in cells.values()))
-    methods = list(dict.fromkeys(f"{c['model']}:{c['method']}" for c in cells.values()))
+
+    def name(c: dict) -> str:
+        return method_name(c["model"], c["method"], c.get("class_labels"), c.get("cfg"))
+
+    methods = list(dict.fromkeys(name(c) for c in cells.values()))
     head = ["method"] + [f"{d} {m}" for d in degradations for m in ("PSNR↑", "FD↓", "C-FD↓")] + ["NFE", "s/image"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v: float | None, digits: int) -> str:
         return "–" if v is None else f"{v:.{digits}f}"
 
-    for name in methods:
-        row, nfe, secs = [name], None, []
+    for row_name in methods:
+        row, nfe, secs = [row_name], None, []
         for d in degradations:
-            c = next((c for c in cells.values() if f"{c['model']}:{c['method']}" == name and c["degradation"] == d), None)
+            c = next((c for c in cells.values() if name(c) == row_name and c["degradation"] == d), None)
             if c is None:
                 row += ["", "", ""]
                 continue

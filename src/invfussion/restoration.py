@@ -12,6 +12,17 @@ Methods:
   trained with ``--objective nppc`` (e.g. ``mnist32-nppc``);
 - ``dps``, ``ddrm``, ``ddnm``, ``pigdm``, ``daps``: zero-shot samplers driving the model's
   unconditional mode (``op=None``), the way the paper runs them on an unconditional model.
+
+Consistent outputs (``consistent=True``, any method): each output ``x̂`` is moved onto the
+measurement, ``x̂ + A⁺_σ(y − A x̂)`` (:func:`make_consistent`): for noiseless examples the exact
+orthogonal projection onto ``{x : A x = y}`` (``op.project``), which never moves an estimate away
+from the truth (the truth lies in that set); for noisy ones its noise-aware form with the
+regularised inverse ``op.pinv_noisy``. :func:`restore` then reports them beside the plain outputs
+as ``<method>+consistent``.
+
+A class-conditional model takes a class per image and a guidance weight ``cfg`` for every method
+that calls the network (:func:`sampling.guided`: ``D_null.lerp(D_c, w)``, two calls per
+evaluation, so the NFE doubles); ``lmmse`` has no class and ignores them.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from . import seeding
 from .data.images import FORMATS, ImageError, decode_image
 from .degradations import Operator, ZeroOperator
 from .metrics import consistency, psnr
-from .sampling import lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
+from .sampling import check_guidance, guided, lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
+from .sampling.guidance import calls_per_evaluation
 from .sampling.lmmse import training_prior
 from .sampling.uncertainty import principal_shift, sample_pca
 from .training.grid import save_image_grid
@@ -37,6 +49,8 @@ from .training.grid import save_image_grid
 CONDITIONAL_METHODS = ("posterior", "posterior-mean", "mmse", "nppc")
 ONE_CALL_METHODS = ("mmse", "nppc", "posterior-mean", "lmmse")  # one output per image, no samples to take a PCA of
 METHODS = (*CONDITIONAL_METHODS, "lmmse", *zeroshot.METHODS)
+CONSISTENT = "+consistent"
+"""Suffix of a method's consistent outputs in results and tables (``mmse+consistent``)."""
 
 
 @dataclass
@@ -91,22 +105,34 @@ def run_method(
     steps: int | None = None,
     solver: str = "heun",
     progress: bool = False,
+    class_labels: Tensor | None = None,
+    cfg: float | None = None,
+    consistent: bool = False,
 ) -> tuple[Tensor, int]:
     """Run one method on measurements ``y: (B, M)`` of ``op``.
 
-    Returns ``(B, S, C, H, W)`` outputs (``S = num_samples``, 1 for the ``ONE_CALL_METHODS``) and
-    the NFE per output image. Output ``(b, s)`` depends on ``(seed, indices[b], s)`` only.
+    ``class_labels: (B,)`` in ``[0, net.num_classes)`` and ``cfg`` (needs a class) condition a
+    class-conditional model (module docstring). Returns ``(B, S, C, H, W)`` outputs
+    (``S = num_samples``, 1 for the ``ONE_CALL_METHODS``) and the NFE per output image. Output
+    ``(b, s)`` depends on ``(seed, indices[b], s)`` only. ``consistent``: the outputs after
+    :func:`make_consistent` (same NFE).
     """
+    if consistent:
+        out, nfe = run_method(method, net, op, y, num_samples, seed, indices, steps, solver, progress,
+                              class_labels, cfg)
+        return make_consistent(op, out, y), nfe
     check_method(method, net, op)
+    check_guidance(net, class_labels, cfg)
+    net, calls = guided(net, class_labels, cfg), calls_per_evaluation(cfg)
     if method == "mmse":
-        return mmse(net, op, y, seed=seed, indices=indices)[:, None], 1
+        return mmse(net, op, y, seed=seed, indices=indices)[:, None], calls
     if method == "nppc":
-        return nppc(net, op, y, seed=seed, indices=indices)[0][:, None], 1
+        return nppc(net, op, y, seed=seed, indices=indices)[0][:, None], calls
     if method == "lmmse":
         return lmmse(training_prior(net.train_data, op.image_shape), op, y)[:, None], 0
     if method in ("posterior", "posterior-mean"):
         steps = steps or 32
-        nfe = 2 * steps - 1 if solver == "heun" else steps
+        nfe = (2 * steps - 1 if solver == "heun" else steps) * calls
         options = {"steps": steps, "solver": solver, "seed": seed, "indices": indices, "progress": progress}
         if method == "posterior-mean":
             return posterior_mean(net, op, y, num_samples, **options)[:, None], num_samples * nfe
@@ -118,7 +144,14 @@ def run_method(
                 progress=progress, **options)
         for s in range(num_samples)
     ]
-    return torch.stack(outs, dim=1), zeroshot.nfe(method, **options)
+    return torch.stack(outs, dim=1), zeroshot.nfe(method, **options) * calls
+
+
+def make_consistent(op: Operator, x: Tensor, y: Tensor) -> Tensor:
+    """``x̂ + A⁺_σ(y − A x̂)`` for every output of ``x: (B, S, C, H, W)`` and ``y: (B, M)``: the
+    exact projection ``op.project`` onto ``{x : A x = y}`` where ``σ_y = 0``, its noise-aware form
+    (``op.pinv_noisy``) where ``σ_y > 0``."""
+    return x + op.pinv_noisy(y[:, None] - op.A(x))
 
 
 def restore(
@@ -133,14 +166,21 @@ def restore(
     reference: Tensor | None = None,
     progress: bool = False,
     uncertainty: int = 0,
+    class_labels: Tensor | None = None,
+    cfg: float | None = None,
+    consistent: bool = False,
 ) -> Restoration:
-    """Restore ``y: (B, M)`` with each of ``methods``; see :func:`run_method`.
+    """Restore ``y: (B, M)`` with each of ``methods``; see :func:`run_method` (also for
+    ``class_labels: (B,)`` and ``cfg``).
 
     ``nppc`` also yields its principal components; ``uncertainty = K > 0`` adds the top-``K``
-    sample-PCA components of every sampling method (needs ``num_samples ≥ 2``).
+    sample-PCA components of every sampling method (needs ``num_samples ≥ 2``). ``consistent``
+    adds each method's outputs after :func:`make_consistent` as ``<method>+consistent`` (same
+    NFE; sample PCA too where asked).
     """
     for method in methods:
         check_method(method, net, op)
+    check_guidance(net, class_labels, cfg)
     sampling_methods = [m for m in methods if m not in ONE_CALL_METHODS]
     if uncertainty and sampling_methods and num_samples < 2:
         raise ValueError("uncertainty maps need at least 2 samples per image; pass --num-samples 2 or more.")
@@ -148,14 +188,21 @@ def restore(
     for method in methods:
         start = time.perf_counter()
         if method == "nppc":  # run_method's output plus the components
-            result.components[method] = nppc(net, op, y, seed=seed)
-            out, nfe = result.components[method][0][:, None], 1
+            result.components[method] = nppc(guided(net, class_labels, cfg), op, y, seed=seed)
+            out, nfe = result.components[method][0][:, None], calls_per_evaluation(cfg)
         else:
-            out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress)
+            out, nfe = run_method(method, net, op, y, num_samples, seed, None, steps, solver, progress,
+                                  class_labels, cfg)
         result.seconds[method] = (time.perf_counter() - start) / (out.shape[0] * out.shape[1])
         result.outputs[method], result.nfe[method] = out, nfe
+        names = [method]
+        if consistent:
+            names.append(method + CONSISTENT)
+            result.outputs[names[1]], result.nfe[names[1]] = make_consistent(op, out, y), nfe
+            result.seconds[names[1]] = (time.perf_counter() - start) / (out.shape[0] * out.shape[1])
         if uncertainty and method in sampling_methods:
-            result.components[method] = sample_pca(out, uncertainty)
+            for name in names:
+                result.components[name] = sample_pca(result.outputs[name], uncertainty)
     return result
 
 

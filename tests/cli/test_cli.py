@@ -223,3 +223,31 @@ def test_demo_on_the_shipped_model(tmp_path):
     assert image.size[1] > 4 * 2 * 32  # four degradations × two digits
     for family in ("motion-blur", "inpaint-patches", "matrix", "outpaint-box"):
         assert f"| {family} |" in result.stdout
+
+
+def test_consistent_flag_writes_the_projected_rows_beside_the_plain_ones(tiny_run, tmp_path, capsys):
+    out = tmp_path / "restored"
+    assert main(["restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation", "inpaint-box",
+                 "--method", "mmse", "--consistent", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["methods"]
+    assert set(metrics) == {"mmse", "mmse+consistent"} and metrics["mmse+consistent"]["nfe"] == 1
+    assert metrics["mmse+consistent"]["consistency"] < 1e-8 and (out / "mmse+consistent.png").is_file()
+    assert metrics["mmse+consistent"]["psnr"] >= metrics["mmse"]["psnr"]  # a projection containing the truth
+
+    results = tmp_path / "results.json"
+    common = ["evaluate", "--models", f"tiny={tiny_run}", "--degradations", "matrix", "--num-images", "10",
+              "--batch-size", "5", "--methods", "tiny:mmse", "--out", str(results)]
+    assert main(common) == 0
+    (plain,) = json.loads(results.read_text())["cells"].values()
+    capsys.readouterr()
+    assert main([*common, "--consistent"]) == 0  # the plain cell keeps its key; the new row is added
+    cells = json.loads(results.read_text())["cells"]
+    assert set(cells) == {"tiny:mmse @ matrix", "tiny:mmse+consistent @ matrix"}
+    assert {k: v for k, v in cells["tiny:mmse @ matrix"].items() if k != "seconds_per_image"} == {
+        k: v for k, v in plain.items() if k != "seconds_per_image"
+    }
+    consistent = cells["tiny:mmse+consistent @ matrix"]
+    assert consistent["method"] == "mmse+consistent" and consistent["nfe"] == plain["nfe"]
+    assert consistent["consistency"] < 1e-8 < plain["consistency"] and consistent["psnr"] >= plain["psnr"]
+    table = capsys.readouterr().out
+    assert "| tiny:mmse |" in table and "| tiny:mmse+consistent |" in table

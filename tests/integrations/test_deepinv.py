@@ -329,3 +329,18 @@ def test_deepinv_samplers_run_on_our_prior(unconditional, digits):
     dps = dinv.sampling.DPS(denoiser, num_steps=3)
     out = dps(y01, physics)
     assert out.shape == x01.shape and out.isfinite().all()
+
+
+@pytest.mark.parametrize("name", PHYSICS)
+def test_noise_aware_inverse_is_the_dense_tikhonov_solve(name):
+    """op.pinv_noisy is the default conjugate-gradient solve through physics.A and A_adjoint:
+    Aᵀ(AAᵀ + λI)⁻¹y from the dense matrix, λ = σ_y²/σ_d²; exactly A_dagger at σ_y = 0."""
+    op = bridge.from_physics(_physics(name, noise=0.05), SMALL, batch_size=1)
+    A = sampling.dense_matrix(op)[0]  # (M, n)
+    lam = float(op.noise_std[0] / 0.5) ** 2
+    y = torch.randn(1, A.shape[0], generator=torch.Generator().manual_seed(4), dtype=F64)
+    reference = A.T @ torch.linalg.solve(A @ A.T + lam * torch.eye(A.shape[0], dtype=F64), y[0])
+    atol = 1e-5 * float(reference.abs().max())
+    torch.testing.assert_close(op.pinv_noisy(y).reshape(-1), reference, rtol=1e-4, atol=atol)
+    op.noise_std = torch.zeros(1)
+    assert torch.equal(op.pinv_noisy(y), op.pinv(y))

@@ -149,7 +149,9 @@ def test_bad_arguments_are_clear_errors():
     cases = [
         ({"solver": "rk4"}, "unknown solver"),
         ({"solver": "dpmpp2m", "churn": 1.0}, "churn"),
-        ({"cfg": 2.0}, "class_labels"),
+        ({"cfg": 2.0}, "needs a class label"),
+        ({"cfg": -1.0, "class_labels": torch.zeros(1, dtype=torch.long)}, "finite number ≥ 0"),
+        ({"cfg": float("nan"), "class_labels": torch.zeros(1, dtype=torch.long)}, "finite number ≥ 0"),
         ({"steps": 0}, "steps"),
         ({"indices": [0, 1]}, "indices"),
     ]

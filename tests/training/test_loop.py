@@ -2,12 +2,13 @@ import json
 
 import pytest
 import torch
-from tiny_runs import assert_same_tensors, checkpoint_tensors, tiny_config
+from tiny_runs import TINY_MODEL, assert_same_tensors, checkpoint_tensors, tiny_config
 
 from invfussion import data, models
 from invfussion import degradations as deg
 from invfussion.training import distributed
 from invfussion.training.batches import StepBatches
+from invfussion.training.losses import make_objective
 from invfussion.training.loop import TrainConfig, Trainer, build_mixture, learning_rate, train
 
 
@@ -181,3 +182,30 @@ def test_noisy_training_makes_a_noise_aware_model_that_resumes(tmp_path):
     train(tiny_config(tmp_path / "run", steps=6, measurement_noise="0:0.2,zero=0.5", resume=True))
     with pytest.raises(ValueError, match="measurement_noise"):
         train(tiny_config(tmp_path / "run", steps=8, resume=True))
+
+
+def test_label_dropout_trains_the_null_class_that_guidance_calls():
+    """Dropped labels become index ``num_classes``, the extra row of the class embedding: the
+    loss of a fully dropped batch moves that row only, and it is the row a call without a class
+    (the null branch of CFG) uses."""
+    whole = step_batches(global_batch=32, positions=slice(0, 32), label_dropout=0.0)[3]
+    dropped = step_batches(global_batch=32, positions=slice(0, 32), label_dropout=0.3)[3]
+    null = dropped.class_labels == 10
+    assert 0 < int(null.sum()) < 32 and 0 <= int(whole.class_labels.max()) < 10
+    assert torch.equal(dropped.class_labels, torch.where(null, 10, whole.class_labels))
+    net = models.build("mnist32", "invfussion", **TINY_MODEL, num_classes=10)
+    embedding = net.backbone.mapping.class_embed
+    assert embedding.num_embeddings == 11
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():  # leave the zero initialisation, so the class reaches the output
+            p.add_(0.05 * torch.randn_like(p))
+    batch = step_batches(label_dropout=1.0)[3]
+    assert bool((batch.class_labels == 10).all())
+    make_objective("diffusion")(net, batch).sum().backward()
+    moved = embedding.weight.grad.abs().sum(1) > 0
+    assert moved.tolist() == [False] * 10 + [True]
+    sigma = torch.ones(len(batch.images))
+    with torch.no_grad():
+        assert torch.equal(net(batch.images, sigma, batch.op, batch.y, class_labels=batch.class_labels),
+                           net(batch.images, sigma, batch.op, batch.y))

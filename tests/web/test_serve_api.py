@@ -182,6 +182,24 @@ def test_job_completes_with_every_image_and_counts_its_network_calls(server):
     assert result["metrics"]["posterior"]["nfe"] == 2 * steps - 1
 
 
+def test_consistent_job_shows_the_outputs_moved_onto_the_measurement(server):
+    """``consistent: true``: the page's MMSE and samples are the projected ones (served under their
+    ``+consistent`` names), and the metrics list both kinds; a non-boolean flag is a 400."""
+    body = {"image": {"digit": 3}, "degradation": "inpaint-box", "num_samples": 2, "consistent": True}
+    status, job = call(server, "/api/jobs", body)
+    assert status == 202
+    job = wait(server, job["id"])
+    assert job["state"] == "done", job["error"]
+    result = job["result"]
+    assert result["consistent"] and "mmse+consistent" in result["images"]["mmse"]
+    assert set(result["metrics"]) == {"posterior", "mmse", "posterior+consistent", "mmse+consistent"}
+    assert result["metrics"]["mmse+consistent"]["consistency"] < 1e-8
+    for url in [*result["images"].values(), *result["samples"]]:
+        assert png_pixels(server, url).shape == (32, 32), url
+    status, error = call(server, "/api/jobs", {**body, "consistent": "yes"})
+    assert status == 400 and "consistent must be true or false" in error["error"]
+
+
 def test_painted_mask_keeps_the_unpainted_pixels(server):
     """A⁺y of a noiseless painted mask is the image on unpainted pixels and 0 (mid-grey) on painted
     ones, so the mask's row-major orientation is the page's."""

@@ -8,9 +8,21 @@ with measurement noise ``σ_y`` per example. Measurements of every example are z
 - ``_pinv(y)``: ``y: (B, K, M)`` → ``(B, K, C, H, W)``
 - ``_adjoint(y)``: ``y: (B, K, M)`` → ``(B, K, C, H, W)``, the transpose ``Aᵀ`` (optional: only
   ``op.AT`` and what uses it, e.g. ``sampling.lmmse``, need it)
+- ``_pinv_noisy(y, lam)`` (optional): the Tikhonov inverse ``Aᵀ(AAᵀ + λ_b I)⁻¹`` for ``λ: (B,)``,
+  exactly ``_pinv(y)`` where ``λ_b = 0``. The default solves by conjugate gradients with
+  ``_apply`` and ``_adjoint`` (see :meth:`Operator._pinv_noisy`); families give closed forms.
 
 all computed in the dtype they are given (float32 or float64); the public methods handle the
 ``(B, C, H, W)`` / ``(B, K, C, H, W)`` dispatch, disable autocast, and return the input's dtype.
+
+Noise-aware inverse. With noisy measurements ``y = A x + σ_y ε`` the exact ``A⁺`` amplifies
+``σ_y`` by ``1/s`` along a singular value ``s`` of ``A`` (``~10⁴`` for strided blur). The
+network input and the Feature Degradation Layers therefore use ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹`` with
+``λ = σ_y²/σ_d²`` per example (``σ_d = SIGMA_DATA = 0.5``, the data standard deviation the
+networks assume): the Wiener-like regulariser of a white prior of variance ``σ_d²``, which keeps a
+singular direction by the factor ``s²/(s² + λ)`` and bounds the noise gain by ``σ_d/(2σ_y)``
+(``σ_y = 0.05`` gives ``λ = 0.01``). At ``σ_y = 0`` it is the exact ``A⁺``. Projections
+(``op.project``) and C-FD keep the exact ``A⁺``.
 """
 
 from __future__ import annotations
@@ -22,6 +34,13 @@ import torch
 from torch import Tensor
 
 from .. import seeding
+from ..linalg import conjugate_gradients
+
+SIGMA_DATA = 0.5
+"""``σ_d``: the data standard deviation the networks assume, the prior scale of ``A⁺_σ``."""
+
+CG_MAX_ITER, CG_RTOL = 500, 1e-6
+"""Conjugate-gradient budget of the default :meth:`Operator._pinv_noisy`."""
 
 Transform = Callable[[Tensor, Tensor], Tensor]
 """``transform(y: (B, M), Ay: (B, K, M)) → (B, K, M)``, acting on each measurement coordinate on its
@@ -31,6 +50,11 @@ own (see :meth:`Operator.round_trip`)."""
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Operators compute in float64 when given float64, else in float32 (bf16/fp16 are upcast)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def tikhonov_weight(noise_std: Tensor) -> Tensor:
+    """``λ = σ_y²/σ_d²`` per example, ``(B,)`` → ``(B,)``: the weight of ``A⁺_σ`` (0 when noiseless)."""
+    return (noise_std / SIGMA_DATA).square()
 
 
 class Operator:
@@ -60,9 +84,34 @@ class Operator:
             "(B, K, C, H, W), the transpose of _apply, to use op.AT (and lmmse)."
         )
 
-    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
-        """``A⁺ transform(y, A z)``: ``z: (B, K, C, H, W)``, ``y: (B, M)`` → ``(B, K, C, H, W)``."""
-        return self._pinv(transform(y, self._apply(z)))
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:  # (B, K, M), (B,) -> (B, K, C, H, W)
+        """``Aᵀ(AAᵀ + λ_b I)⁻¹ y`` by default: conjugate gradients on ``(AAᵀ + λ_b I) z = y`` for every
+        example with ``λ_b > 0`` (and stack entry), using ``_apply`` and ``_adjoint``, to a relative
+        residual of ``CG_RTOL`` (at most ``CG_MAX_ITER`` iterations); ``_pinv(y)`` where ``λ_b = 0``.
+        Families with a closed form override it."""
+        exact = self._pinv(y)
+        noisy = lam > 0
+        if not bool(noisy.any()):
+            return exact
+        if type(self)._adjoint is Operator._adjoint:
+            raise NotImplementedError(
+                f"{type(self).__name__} has neither _pinv_noisy nor _adjoint; implement _adjoint(y) "
+                "(the transpose of _apply) or _pinv_noisy(y, lam) to use noisy measurements (σ_y > 0)."
+            )
+        B, K, M = y.shape
+        damping = torch.where(noisy, lam, torch.ones_like(lam)).repeat_interleave(K)[:, None]
+
+        def gram(p: Tensor) -> Tensor:  # (B·K, M) -> (AAᵀ + λI) p
+            return self._apply(self._adjoint(p.reshape(B, K, M))).flatten(0, 1) + damping * p
+
+        z = conjugate_gradients(gram, y.flatten(0, 1), CG_MAX_ITER, CG_RTOL)
+        solved = self._adjoint(z.reshape(B, K, M))
+        return torch.where(noisy[:, None, None, None, None], solved, exact)
+
+    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform, lam: Tensor) -> Tensor:
+        """``A⁺_σ transform(y, A z)``: ``z: (B, K, C, H, W)``, ``y: (B, M)``, ``λ: (B,)`` →
+        ``(B, K, C, H, W)``."""
+        return self._pinv_noisy(transform(y, self._apply(z)), lam)
 
     def measurement_mask(self) -> Tensor:
         """``(B, M)`` bool: which coordinates of each measurement are real (not padding)."""
@@ -114,6 +163,20 @@ class Operator:
         """``y: (B, M)`` → ``(B, C, H, W)``; ``y: (B, K, M)`` → ``(B, K, C, H, W)``."""
         return self._to_images(self._pinv, y)
 
+    def pinv_noisy(self, y: Tensor, lam: Tensor | None = None) -> Tensor:
+        """The noise-aware inverse ``A⁺_σ y = Aᵀ(AAᵀ + λI)⁻¹ y`` (see the module docstring).
+
+        ``y: (B, M)`` → ``(B, C, H, W)``; ``y: (B, K, M)`` → ``(B, K, C, H, W)``. ``lam: (B,)``
+        non-negative, default ``σ_y²/σ_d²`` from ``noise_std``; where it is 0 the result is
+        exactly ``pinv(y)``.
+        """
+        if lam is not None and lam.shape != (self.batch_size,):
+            raise ValueError(
+                f"lam must have shape ({self.batch_size},), one weight per example, "
+                f"got {tuple(lam.shape)}."
+            )
+        return self._to_images(lambda t: self._pinv_noisy(t, self._weight(lam, t)), y)
+
     def AT(self, y: Tensor) -> Tensor:
         """The adjoint ``Aᵀ y``: ``y: (B, M)`` → ``(B, C, H, W)``; ``(B, K, M)`` → ``(B, K, C, H, W)``.
 
@@ -122,7 +185,8 @@ class Operator:
         return self._to_images(self._adjoint, y)
 
     def round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
-        """``A⁺ transform(y, A z)`` for an image stack ``z: (B, K, C, H, W)`` and ``y: (B, M)``.
+        """``A⁺_σ transform(y, A z)`` for an image stack ``z: (B, K, C, H, W)`` and ``y: (B, M)``
+        (the noise-aware inverse :meth:`pinv_noisy`; exactly ``A⁺`` for noiseless examples).
 
         ``transform`` maps ``(y: (B, M), A z: (B, K, M))`` to ``(B, K, M)`` and must act on every
         measurement coordinate on its own (as the Feature Degradation Layer's mix does): then a
@@ -137,7 +201,9 @@ class Operator:
             )
         dtype = compute_dtype(z.dtype)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            return self._round_trip(stack.to(dtype), y.to(dtype), transform).to(z.dtype)
+            stack = stack.to(dtype)
+            lam = self._weight(None, stack)
+            return self._round_trip(stack, y.to(dtype), transform, lam).to(z.dtype)
 
     def measure(
         self,
@@ -180,6 +246,12 @@ class Operator:
         with torch.autocast(device_type=y.device.type, enabled=False):
             out = method(stack.to(compute_dtype(y.dtype)))
         return out.to(y.dtype) if y.dim() == 3 else out[:, 0].to(y.dtype)
+
+    def _weight(self, lam: Tensor | None, like: Tensor) -> Tensor:
+        """``λ: (B,)`` on ``like``'s device and dtype; ``None``: ``σ_y²/σ_d²`` computed in that dtype."""
+        if lam is None:
+            return tikhonov_weight(self.noise_std.to(like.device, like.dtype))
+        return lam.to(like.device, like.dtype)
 
     def _as_stack(self, t: Tensor, image: bool) -> Tensor:
         base = 3 if image else 1

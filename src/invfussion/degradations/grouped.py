@@ -7,7 +7,9 @@ their slice and the results are concatenated: no gather, no scatter. Any other o
 mixed batch) is gathered per part and scattered back by a permutation. Measurements are
 zero-padded to the largest ``M`` only where a padded ``(B, M)`` tensor must come out (``A x``,
 the measurement mask); :meth:`Operator.round_trip` and the inverse directions run every part on
-its own unpadded measurements. No in-place writes, so autograd flows.
+its own unpadded measurements, the noise-aware ones with the group's ``λ`` of its examples (the
+parts' own ``noise_std`` is not read: it may predate a later ``op.noise_std = ...``). No in-place
+writes, so autograd flows.
 """
 
 from __future__ import annotations
@@ -75,17 +77,26 @@ class GroupedOperator(Operator):
     def _adjoint(self, y: Tensor) -> Tensor:
         return self._to_images_per_part(y, lambda op, t: op._adjoint(t))
 
-    def _to_images_per_part(self, y: Tensor, method: Callable[[Operator, Tensor], Tensor]) -> Tensor:
-        """``method(part, y_g)`` on each part's unpadded ``y_g: (B_g, K, M_g)`` → ``(B, K, C, H, W)``."""
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        return self._to_images_per_part(y, lambda op, t, lam_g: op._pinv_noisy(t, lam_g), lam)
+
+    def _to_images_per_part(
+        self, y: Tensor, method: Callable[..., Tensor], *per_example: Tensor
+    ) -> Tensor:
+        """``method(part, y_g, *per_example_g)`` on each part's unpadded ``y_g: (B_g, K, M_g)`` (and
+        its slices of the ``(B, ...)`` tensors ``per_example``) → ``(B, K, C, H, W)``."""
+        chunks = zip(self.parts, self._split(y), *map(self._split, per_example))
         return self._merge(
-            [method(op, y_g[..., : op.measurement_size]) for op, y_g in zip(self.parts, self._split(y))]
+            [method(op, y_g[..., : op.measurement_size], *rest) for op, y_g, *rest in chunks]
         )
 
-    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform) -> Tensor:
+    def _round_trip(self, z: Tensor, y: Tensor, transform: Transform, lam: Tensor) -> Tensor:
         return self._merge(
             [
-                op._round_trip(z_g, y_g[:, : op.measurement_size], transform)
-                for op, z_g, y_g in zip(self.parts, self._split(z), self._split(y))
+                op._round_trip(z_g, y_g[:, : op.measurement_size], transform, lam_g)
+                for op, z_g, y_g, lam_g in zip(
+                    self.parts, self._split(z), self._split(y), self._split(lam)
+                )
             ]
         )
 

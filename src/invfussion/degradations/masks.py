@@ -2,7 +2,8 @@
 
 ``A x`` keeps the visible pixels and zeroes the rest, in the image's shape flattened
 (``M = C·H·W``), so masks of different examples stack; ``A⁺ = Aᵀ = A`` (an orthogonal
-projection) and ``measurement_mask`` marks the visible coordinates.
+projection) and ``measurement_mask`` marks the visible coordinates. ``AAᵀ`` is the identity on
+the visible pixels, so the noise-aware inverse is ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹ = A⁺/(1 + λ)``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class MaskOperator(Operator):
         return y.unflatten(2, self.image_shape) * self._weights(y.dtype)
 
     _adjoint = _pinv  # an orthogonal projection: Aᵀ = A⁺
+
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        return self._pinv(y) / (1 + lam)[:, None, None, None, None]  # exactly A⁺ y where λ = 0
 
     def measurement_mask(self) -> Tensor:
         return self.mask[:, None].expand(-1, self.image_shape[0], -1, -1).flatten(1)

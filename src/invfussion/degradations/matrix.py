@@ -5,6 +5,11 @@ The operator is the float32-stored matrix. Its pseudo-inverse is precomputed in 
 construction in the factored form ``A⁺ = Aᵀ (A Aᵀ)⁺``: only the small ``(M, M)`` matrix
 ``G = (A Aᵀ)⁺`` is stored next to ``A`` (in float32 and float64), which halves memory against a
 dense ``A⁺`` and costs the same to apply.
+
+The noise-aware inverse ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹`` needs ``(AAᵀ + λI)⁻¹`` for a ``λ`` known only
+when it is applied (``noise_std`` is set after construction and may change), so the eigenvalues
+``d`` and eigenvectors ``V`` of ``AAᵀ`` are computed in float64 at construction, next to ``G``:
+``(AAᵀ + λI)⁻¹ = V diag(1/(d + λ)) Vᵀ`` (padded rows give ``d = 0`` and meet zero measurements).
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ class MatrixOperator(Operator):
             raise ValueError("matrix operators must be finite with no all-zero row.")
         self.gram64 = gram_pinv(gram, self.rows)
         self.gram32 = self.gram64.to(torch.float32)
+        self.eigenvalues64, self.eigenvectors64 = torch.linalg.eigh(gram)  # (B, M), (B, M, M)
+        self.eigenvalues32 = self.eigenvalues64.to(torch.float32)
+        self.eigenvectors32 = self.eigenvectors64.to(torch.float32)
         self.matrix64: Tensor | None = None  # float64 copy of matrix32, made on first float64 call
 
     def _factors(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -88,6 +96,12 @@ class MatrixOperator(Operator):
             self.matrix64 = self.matrix32.to(torch.float64)
         return self.matrix64, self.gram64
 
+    def _eigen(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``d: (B, M)`` and ``V: (B, M, M)`` with ``AAᵀ = V diag(d) Vᵀ``, in ``dtype``'s precision."""
+        if dtype == torch.float64:
+            return self.eigenvalues64, self.eigenvectors64
+        return self.eigenvalues32, self.eigenvectors32
+
     def _apply(self, x: Tensor) -> Tensor:
         matrix, _ = self._factors(x.dtype)
         return x.flatten(2) @ matrix.mT  # (B, K, n) @ (B, n, M)
@@ -95,6 +109,14 @@ class MatrixOperator(Operator):
     def _pinv(self, y: Tensor) -> Tensor:
         _, gram = self._factors(y.dtype)
         return self._adjoint(y @ gram)  # A⁺ y = Aᵀ (G y), G symmetric
+
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        _, gram = self._factors(y.dtype)
+        values, vectors = self._eigen(y.dtype)
+        noisy = lam > 0
+        inverse = 1 / (values + torch.where(noisy, lam, 1.0)[:, None])  # finite where λ = 0 too
+        solved = (y @ vectors) * inverse[:, None] @ vectors.mT  # (AAᵀ + λI)⁻¹ y
+        return self._adjoint(torch.where(noisy[:, None, None], solved, y @ gram))
 
     def _adjoint(self, y: Tensor) -> Tensor:
         matrix, _ = self._factors(y.dtype)

@@ -17,6 +17,9 @@ near-zeros of the shake kernel's spectrum. ``A A⁺ A x`` then differs from ``A 
 components: measured below 3e-4 relative on white-noise images (a 1e-3 cut gives 4e-3; a 1e-5
 cut would amplify float32 rounding and measurement noise ten times more). With noisy ``y``,
 remember that ``A⁺`` amplifies noise by up to that gain in the weakest kept directions.
+
+The noise-aware inverse ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹`` has the same structure with ``D⁺`` replaced by
+``1/(D + λ)`` (no threshold: its gain is at most ``1/(2√λ)``); ``D⁺`` where ``λ = 0``.
 """
 
 from __future__ import annotations
@@ -107,16 +110,19 @@ class StridedConvolution(Operator):
         self.spectrum32 = self.spectrum64.to(torch.complex64)
         self.inverse64 = inverse[:, None, None]  # (B, 1, 1, H/s, W/s) float64
         self.inverse32 = self.inverse64.to(torch.float32)
+        self.folded64 = folded[:, None, None]  # D: (B, 1, 1, H/s, W/s) float64
+        self.folded32 = self.folded64.to(torch.float32)
 
-    def _spectrum(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _spectrum(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """``K̂`` (rfft layout), ``D⁺`` and ``D`` in ``dtype``'s precision."""
         if dtype == torch.float64:
-            return self.spectrum64, self.inverse64
-        return self.spectrum32, self.inverse32
+            return self.spectrum64, self.inverse64, self.folded64
+        return self.spectrum32, self.inverse32, self.folded32
 
     def _apply(self, x: Tensor) -> Tensor:
         _, H, W = self.image_shape
         s = self.stride
-        spectrum, _ = self._spectrum(x.dtype)
+        spectrum, _, _ = self._spectrum(x.dtype)
         blurred = torch.fft.rfft2(x) * spectrum  # (B, K, C, H, W/2+1)
         rows = (
             blurred.unflatten(-2, (s, H // s)).sum(-3) / s
@@ -127,8 +133,14 @@ class StridedConvolution(Operator):
         return torch.fft.irfft(rows, n=W, dim=-1)[..., ::s].flatten(2)
 
     def _pinv(self, y: Tensor) -> Tensor:
-        _, inverse = self._spectrum(y.dtype)
+        _, inverse, _ = self._spectrum(y.dtype)
         return self._upsample_correlate(self._low_spectrum(y) * inverse)  # Aᵀ F⁻¹ D⁺ F y
+
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        _, inverse, folded = self._spectrum(y.dtype)
+        lam = lam[:, None, None, None, None]
+        regularised = torch.where(lam > 0, 1 / (folded + lam), inverse)
+        return self._upsample_correlate(self._low_spectrum(y) * regularised)  # Aᵀ F⁻¹ (D + λ)⁻¹ F y
 
     def _adjoint(self, y: Tensor) -> Tensor:
         return self._upsample_correlate(self._low_spectrum(y))
@@ -143,7 +155,7 @@ class StridedConvolution(Operator):
         """``Aᵀ F⁻¹ low``: zero-upsample by ``s``, then correlate with ``k`` → ``(B, K, C, H, W)``."""
         _, H, W = self.image_shape
         s = self.stride
-        spectrum, _ = self._spectrum(low.real.dtype)
+        spectrum, _, _ = self._spectrum(low.real.dtype)
         tiled = low.repeat(1, 1, 1, s, s)[
             ..., : W // 2 + 1
         ]  # spectrum of the zero-upsampled signal

@@ -1,7 +1,8 @@
 """Super-resolution by average pooling: ``A x`` is the mean of each ``factor``×``factor`` block.
 
 ``A Aᵀ = factor⁻² I``, so ``A⁺ = factor² Aᵀ``: nearest-neighbour upsampling of ``y``, and
-``Aᵀ`` is that upsampling divided by ``factor²``.
+``Aᵀ`` is that upsampling divided by ``factor²``. The noise-aware inverse is
+``A⁺_σ = Aᵀ(factor⁻² + λ)⁻¹ = A⁺/(1 + λ·factor²)``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class AveragePool(Operator):
 
     def _adjoint(self, y: Tensor) -> Tensor:
         return self._pinv(y) / self.factor**2  # Aᵀ = A⁺ / factor²
+
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        return self._pinv(y) / (1 + lam * self.factor**2)[:, None, None, None, None]
 
 
 class SuperResolution:

@@ -1,4 +1,5 @@
-"""The zero operator ``A = 0`` (unconditional generation): ``M = 1``, ``A x = 0``, ``A⁺ y = 0``.
+"""The zero operator ``A = 0`` (unconditional generation): ``M = 1``, ``A x = 0``, ``A⁺ y = 0``
+(and ``A⁺_σ y = 0``).
 
 Outputs are built from the inputs times zero so that autograd graphs stay connected.
 """
@@ -27,6 +28,9 @@ class ZeroOperator(Operator):
         )
 
     _adjoint = _pinv  # Aᵀ = A⁺ = 0
+
+    def _pinv_noisy(self, y: Tensor, lam: Tensor) -> Tensor:
+        return self._pinv(y)  # A⁺_σ = Aᵀ(0 + λI)⁻¹ = 0
 
     def measurement_mask(self) -> Tensor:
         return torch.zeros(self.batch_size, 1, dtype=torch.bool, device=self.device)

@@ -110,8 +110,11 @@ class DeepinvOperator(Operator):
     in the dtype of the physics' own buffers (deepinv's are float32), whatever the input's dtype,
     since many deepinv operators cannot mix dtypes; results come back in the input's. ``A⁺`` is
     exact for a ``DecomposablePhysics`` (inpainting, FFT blur, …; singular values ≤ 1e-5 are
-    dropped by deepinv) and a least-squares solve to ``physics.tol`` otherwise. Build it with
-    :func:`from_physics`; see the module docstring for the value-range convention.
+    dropped by deepinv) and a least-squares solve to ``physics.tol`` otherwise. The noise-aware
+    inverse ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹`` (``op.pinv_noisy``, what the network and its FDL use for
+    noisy measurements) is the default of :meth:`Operator._pinv_noisy`: conjugate gradients on
+    ``AAᵀ + λI`` through ``physics.A`` and ``physics.A_adjoint``; ``A_dagger`` where ``σ_y = 0``.
+    Build it with :func:`from_physics`; see the module docstring for the value-range convention.
 
     Attributes:
         physics: the wrapped physics.

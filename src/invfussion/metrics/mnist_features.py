@@ -62,7 +62,8 @@ class MnistFeatures:
     """Feature extractor of the shipped MNIST classifier (a :class:`~.frechet.FeatureExtractor`).
 
     ``extractor(images)``: ``(N, 1, 32, 32)`` in ``[-1, 1]`` → ``(N, 128)`` float32 features (on
-    the CPU), computed in batches of ``batch_size`` on ``device`` in full float32 (no TF32).
+    the CPU), computed in batches of ``batch_size`` on ``device`` in full float32 (no TF32);
+    ``extractor.classify(images)``: the predicted digits ``(N,)``.
 
     Args:
         path: weights prefix (``…/mnist-classifier`` or its ``.safetensors``); default: shipped.
@@ -111,3 +112,8 @@ class MnistFeatures:
                 for chunk in images.split(self.batch_size)
             ]
         return torch.cat(chunks)
+
+    @torch.no_grad()
+    def classify(self, images: Tensor) -> Tensor:
+        """The classifier's digit ``(N,)`` int64 (on the CPU) for ``images: (N, 1, 32, 32)`` in [-1, 1]."""
+        return self.model.head(self(images).to(self.device)).argmax(-1).cpu()

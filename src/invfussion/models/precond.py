@@ -128,7 +128,7 @@ class Denoiser(nn.Module):
         net_in = c_in * x
         degradation = None
         if self.conditioning != "unconditional":
-            a_pinv_y = torch.zeros_like(x) if op is None else op.pinv(y.to(torch.float32))
+            a_pinv_y = torch.zeros_like(x) if op is None else op.pinv_noisy(y.to(torch.float32))
             net_in = torch.cat([net_in, a_pinv_y], dim=1)
             if self.conditioning == "invfussion" and op is not None:
                 degradation = Degradation(op, y.to(torch.float32))

@@ -2,6 +2,8 @@
 Gaussian reference denoiser used by the tests.
 
 - :func:`posterior` / :func:`unconditional`: EDM Heun, Euler or DPM-Solver++(2M), churn, CFG.
+- :func:`guided`: a denoiser with a class bound and classifier-free guidance applied, for any
+  sampler (:func:`check_guidance` checks a requested class against the model).
 - :func:`mmse`: one call at σ = 100 on pure noise; :func:`posterior_mean`: the mean of n samples.
 - :func:`lmmse`, :class:`GaussianPrior`: the linear-MMSE floor under the training images' Gaussian.
 - :class:`NFECounter`: counts denoiser calls.
@@ -13,6 +15,7 @@ Gaussian reference denoiser used by the tests.
 import importlib
 
 from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
+from .guidance import Guided, check_guidance, guided
 from .lmmse import GaussianPrior, lmmse
 from .mmse import mmse
 from .nfe import NFECounter
@@ -24,10 +27,13 @@ __all__ = [
     "SOLVERS",
     "GaussianDenoiser",
     "GaussianPrior",
+    "Guided",
     "NFECounter",
+    "check_guidance",
     "dense_matrix",
     "gaussian_posterior",
     "gram_schmidt",
+    "guided",
     "karras_sigmas",
     "lmmse",
     "mmse",

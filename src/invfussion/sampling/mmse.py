@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .. import seeding
 from ..degradations.base import Operator
+from .guidance import guided
 from .solvers import default_device
 
 
@@ -24,17 +25,21 @@ def mmse(
     seed: int = 0,
     indices: Sequence[int] | Tensor | None = None,
     class_labels: Tensor | None = None,
+    cfg: float | None = None,
 ) -> Tensor:
-    """``x̂_MMSE ≈ D(σ ε; σ, y, A)``: ``(B, C, H, W)`` from one call of ``net``.
+    """``x̂_MMSE ≈ D(σ ε; σ, y, A)``: ``(B, C, H, W)`` from one call of ``net`` (two with ``cfg``).
 
     Args:
         net: denoiser ``net(x_noisy, sigma (B,), op=, y=, class_labels=) → x̂₀``.
         op: a batch of ``B`` operators; y: ``(B, M)``.
         sigma: the noise level of the single call.
         seed, indices: example ``b``'s noise ``ε`` comes from ``(seed, indices[b])`` (stream ``"mmse"``).
+        class_labels, cfg: a class ``(B,)`` and classifier-free guidance weight, as for
+            :func:`~invfussion.sampling.posterior`: with ``cfg = w`` the estimate is
+            ``D_null.lerp(D_c, w)`` of the null- and class-conditional calls on the same input.
     """
     x_noisy, s = pure_noise_input(net, op, y, sigma, seed, indices)
-    return net(x_noisy, s, op=op, y=y, class_labels=class_labels)
+    return guided(net, class_labels, cfg)(x_noisy, s, op=op, y=y)
 
 
 def pure_noise_input(

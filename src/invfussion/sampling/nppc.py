@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..degradations.base import Operator
+from .guidance import guided
 from .mmse import pure_noise_input
 
 GRAM_SCHMIDT_EPS = 1e-8
@@ -61,6 +62,7 @@ def nppc(
     seed: int = 0,
     indices: Sequence[int] | Tensor | None = None,
     class_labels: Tensor | None = None,
+    cfg: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The MMSE estimate and the top posterior principal components of ``y: (B, M)``.
 
@@ -70,6 +72,10 @@ def nppc(
     Args:
         net: a denoiser built with ``pcs > 0`` (e.g. ``models.load("mnist32-nppc")``).
         op: a batch of ``B`` operators.
+        class_labels, cfg: a class ``(B,)`` and guidance weight, as for :func:`sampling.mmse`; with
+            ``cfg = w`` the raw directions are guided like the mean (``w_null.lerp(w_c, w)``)
+            before Gram–Schmidt — the principal components of the guided network's output, a
+            heuristic as CFG itself is.
 
     Returns:
         mean ``(B, C, H, W)``, orthonormal directions ``(B, K, C, H, W)`` and the predicted
@@ -79,7 +85,7 @@ def nppc(
     if not getattr(net, "pcs", 0):
         raise ValueError("this model has no principal-component head; train one with --objective nppc --pcs K or load mnist32-nppc.")
     x_noisy, s = pure_noise_input(net, op, y, sigma, seed, indices)
-    mean, w = net(x_noisy, s, op=op, y=y, class_labels=class_labels, return_pcs=True)
+    mean, w = guided(net, class_labels, cfg)(x_noisy, s, op=op, y=y, return_pcs=True)
     directions, stds = gram_schmidt(w)
     stds, order = stds.sort(dim=1, descending=True)
     directions = directions.gather(1, order[:, :, None, None, None].expand_as(directions))

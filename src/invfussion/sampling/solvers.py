@@ -15,7 +15,8 @@ level is raised to ``σ̂ = σ_i(1 + γ)``, ``γ = min(churn/N, √2 − 1)``, b
 std ``S_noise·√(σ̂² − σ_i²)``.
 
 Classifier-free guidance: with ``cfg = w``, ``D = D_null.lerp(D_c, w)`` where ``D_null`` is the
-network called with ``class_labels=None`` (its null class); two calls per evaluation.
+network called with ``class_labels=None`` (its null class); two calls per evaluation
+(:mod:`.guidance`).
 
 Seeds: example ``b`` draws its initial and churn noise from one generator seeded by
 ``(seed, indices[b])`` (stream ``"sample"``; ``"sample/j"`` for its ``j``-th sample when
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from .. import seeding
 from ..degradations.base import Operator
+from .guidance import guided
 
 SOLVERS = ("heun", "euler", "dpmpp2m")
 
@@ -66,12 +68,11 @@ def _guided(
 ) -> Callable:
     """``D(x, σ)`` with the conditioning bound and CFG applied; ``σ`` is a float."""
 
+    guided_net = guided(net, class_labels, cfg)
+
     def denoise(x: Tensor, sigma: float) -> Tensor:
         s = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
-        conditional = net(x, s, op=op, y=y, class_labels=class_labels)
-        if cfg is None:
-            return conditional
-        return net(x, s, op=op, y=y, class_labels=None).lerp(conditional, cfg)
+        return guided_net(x, s, op=op, y=y)
 
     return denoise
 
@@ -172,8 +173,6 @@ def posterior(
         raise ValueError(
             "churn is not supported by the multistep dpmpp2m solver; use heun or euler."
         )
-    if cfg is not None and class_labels is None:
-        raise ValueError("cfg needs class_labels to guide towards; pass class_labels or drop cfg.")
     if (op is None) != (y is None):
         raise ValueError(
             "pass both op and y for posterior sampling, or neither (with shape) for unconditional."

@@ -121,6 +121,14 @@ def mask_operator(
     return op.to(device)
 
 
+def flag(payload: dict, key: str) -> bool:
+    """``payload[key]`` as a bool (``False`` when absent)."""
+    value = payload.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key.replace('_', ' ')} must be true or false, got {value!r}.")
+    return value
+
+
 def bounded_int(payload: dict, key: str, default: int, low: int, high: int) -> int:
     """``payload[key]`` (or ``default``) as an integer in ``[low, high]``."""
     value = payload.get(key, default)
@@ -134,3 +142,15 @@ def bounded_int(payload: dict, key: str, default: int, low: int, high: int) -> i
             f"{key.replace('_', ' ')} must be an integer from {low} to {high}, got {value!r}."
         )
     return int(value)
+
+
+def class_request(payload: dict, device: torch.device | str = "cpu") -> tuple[Tensor | None, float | None]:
+    """``payload["class_label"]`` as ``(1,)`` labels and ``payload["cfg"]`` as a float; each
+    ``None`` when absent or null (the model's range is checked by ``sampling.check_guidance``)."""
+    label, cfg = payload.get("class_label"), payload.get("cfg")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+        raise ValueError(f"class label must be an integer or null, got {label!r}.")
+    if cfg is not None and (isinstance(cfg, bool) or not isinstance(cfg, int | float)):
+        raise ValueError(f"cfg must be a number or null, got {cfg!r}.")
+    labels = None if label is None else torch.tensor([label], dtype=torch.long, device=device)
+    return labels, None if cfg is None else float(cfg)

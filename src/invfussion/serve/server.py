@@ -2,7 +2,8 @@
 
 Routes (JSON bodies; errors are ``{"error": "<one sentence>"}`` with a 4xx/5xx status):
 
-- ``GET /``: the page (``index.html``); ``GET /api/info``: model, steps, digits, NPPC status.
+- ``GET /``: the page (``index.html``); ``GET /api/info``: model, steps, digits, NPPC status,
+  number of classes.
 - ``GET /api/digits/<i>``: embedded test digit ``i`` as PNG.
 - ``POST /api/uploads`` ``{"data": base64, "invert": bool}`` → ``{"id", "url", "notes"}``;
   ``GET /api/uploads/<id>``: the converted upload as PNG.
@@ -26,7 +27,7 @@ from typing import Any
 from .service import BusyError, RestorationService, load_service
 
 MAX_BODY = 16 * 1024 * 1024
-_NAME = r"[A-Za-z0-9_-]+"
+_NAME = r"[A-Za-z0-9_+-]+"  # '+': consistent outputs (mmse+consistent)
 _GET_ROUTES = (
     (re.compile(r"/api/digits/(\d+)"), "_get_digit"),
     (re.compile(rf"/api/uploads/({_NAME})"), "_get_upload"),

@@ -25,7 +25,8 @@ from .. import sampling
 from ..data import balanced_indices, load_mnist
 from ..degradations import Operator
 from ..models import load
-from ..restoration import restore, summarize, write_restoration
+from ..restoration import CONSISTENT, restore, summarize, write_restoration
+from ..sampling.guidance import calls_per_evaluation, check_guidance
 from ..training.grid import save_image_grid
 from . import inputs
 
@@ -52,6 +53,9 @@ class Job:
     num_samples: int
     seed: int
     nfe_per_sample: int
+    class_labels: Tensor | None = None  # (1,) the class to condition on
+    cfg: float | None = None
+    consistent: bool = False  # show the outputs moved onto the measurement (restoration.make_consistent)
     state: str = "queued"  # queued → running → done | error
     phase: str = "queued"
     counter: sampling.NFECounter | None = None
@@ -61,8 +65,15 @@ class Job:
 
     @property
     def total_nfe(self) -> int:
-        """Denoiser calls of the whole job: the posterior samples, then one for the MMSE."""
-        return self.num_samples * self.nfe_per_sample + 1
+        """Denoiser calls of the whole job: the posterior samples, then the MMSE's."""
+        return self.num_samples * self.nfe_per_sample + calls_per_evaluation(self.cfg)
+
+    @property
+    def guidance(self) -> str:
+        """The class setting in words (empty without a class)."""
+        if self.class_labels is None:
+            return ""
+        return f"class {int(self.class_labels[0])}" + ("" if self.cfg is None else f", guidance w = {self.cfg:g}")
 
     def status(self) -> dict[str, Any]:
         """What the page polls: state, progress in [0, 1], the phase, and the result when done."""
@@ -136,7 +147,8 @@ class RestorationService:
             return None, str(exc)
 
     def info(self) -> dict[str, Any]:
-        """The page's settings: model, image shape, steps, sample limit, digits and NPPC status."""
+        """The page's settings: model, image shape, steps, sample limit, digits, NPPC status and
+        the model's number of classes (0: not class-conditional, no class picker)."""
         digits = [] if self.digits is None else balanced_indices(DIGIT_STRIP, "test").tolist()
         return {
             "model": self.model_name,
@@ -148,6 +160,7 @@ class RestorationService:
             "digits_note": self.digits_note,
             "nppc": self.nppc_net is not None,
             "nppc_note": self.nppc_note,
+            "num_classes": int(getattr(self.net, "num_classes", 0) or 0),
         }
 
     def digit_png(self, index: int) -> Path:
@@ -205,12 +218,17 @@ class RestorationService:
 
         ``payload``: ``image`` ({"digit": i} or {"upload": id}), ``degradation`` (a spec string or
         ``"mask"`` with ``hidden``, see :func:`inputs.mask_operator`), ``noise`` (σ_y),
-        ``num_samples`` (2..max_samples) and ``seed``.
+        ``num_samples`` (2..max_samples), ``seed``, ``consistent`` (bool: show the outputs moved onto
+        the measurement, :func:`restoration.make_consistent`; the metrics list both), and for a
+        class-conditional model ``class_label`` and ``cfg`` (see :func:`inputs.class_request`).
         """
         x = self._image(payload.get("image")).to(self.device)
+        class_labels, cfg = inputs.class_request(payload, self.device)
+        check_guidance(self.net, class_labels, cfg)
         noise = inputs.noise_level(payload.get("noise", 0))
         num_samples = inputs.bounded_int(payload, "num_samples", 4, 2, self.max_samples)
         seed = inputs.bounded_int(payload, "seed", 0, 0, 2**31 - 1)
+        consistent = inputs.flag(payload, "consistent")
         degradation = payload.get("degradation")
         if degradation == inputs.MASK:
             op = inputs.mask_operator(payload.get("hidden"), self.image_shape, noise, self.device)
@@ -235,7 +253,10 @@ class RestorationService:
                 degradation,
                 num_samples,
                 seed,
-                nfe_per_sample=2 * self.steps - 1,
+                nfe_per_sample=(2 * self.steps - 1) * calls_per_evaluation(cfg),
+                class_labels=class_labels,
+                cfg=cfg,
+                consistent=consistent,
             )
             self._jobs[job_id] = job
             self._forget_old_jobs()
@@ -280,6 +301,9 @@ class RestorationService:
             steps=self.steps,
             reference=job.image,
             uncertainty=k,
+            class_labels=job.class_labels,
+            cfg=job.cfg,
+            consistent=job.consistent,
         )
         source = "posterior"
         note = (
@@ -288,7 +312,8 @@ class RestorationService:
         )
         if self.nppc_net is not None:
             job.phase = "principal directions (NPPC)"
-            extra = restore(self.nppc_net, job.op, y, ["nppc"], seed=job.seed, reference=job.image)
+            extra = restore(self.nppc_net, job.op, y, ["nppc"], seed=job.seed, reference=job.image,
+                            consistent=job.consistent)
             for part in ("outputs", "nfe", "seconds", "components"):
                 getattr(result, part).update(getattr(extra, part))
             source, note = (
@@ -304,23 +329,32 @@ class RestorationService:
         }
         written = write_restoration(result, job.folder, summary)
         job.files = {path.stem for path in written if path.suffix == ".png"}
-        samples = result.outputs["posterior"]  # (1, S, C, H, W)
+        suffix = CONSISTENT if job.consistent else ""  # the page shows the consistent outputs
+        samples = result.outputs["posterior" + suffix]  # (1, S, C, H, W)
+        pca = "posterior" + suffix if source == "posterior" else source  # NPPC: as predicted
         url = f"/api/jobs/{job.id}/files/"
         return {
             "degradation": job.degradation,
-            "images": {name: url + name for name in ("reference", "pinv", "mmse", "posterior-std")},
-            "samples": [url + f"posterior-{s:03d}" for s in range(job.num_samples)],
+            "guidance": job.guidance,
+            "consistent": job.consistent,
+            "images": {
+                "reference": url + "reference",
+                "pinv": url + "pinv",
+                "mmse": url + "mmse" + suffix,
+                "posterior-std": url + f"posterior{suffix}-std",
+            },
+            "samples": [url + f"posterior{suffix}-{s:03d}" for s in range(job.num_samples)],
             "std_max": float(samples[0].std(dim=0).amax()),
             "directions": {
                 "source": "sample-pca" if source == "posterior" else source,
                 "note": note,
                 "items": [
                     {
-                        "minus": url + f"{source}-pc{i}-minus",
-                        "plus": url + f"{source}-pc{i}-plus",
+                        "minus": url + f"{pca}-pc{i}-minus",
+                        "plus": url + f"{pca}-pc{i}-plus",
                         "std": float(std),
                     }
-                    for i, std in enumerate(result.components[source][2][0].tolist())
+                    for i, std in enumerate(result.components[pca][2][0].tolist())
                 ],
             },
             "metrics": summary["methods"],

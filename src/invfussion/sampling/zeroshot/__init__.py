@@ -11,9 +11,25 @@ depends on ``(seed, indices[i])`` only. ``nfe(method, **opts)`` is the number of
 run makes with those options; ``NEEDS_GRAD`` names the methods that backpropagate through the
 network at every call.
 
-Noisy measurements (``op.noise_std > 0``): DPS and DAPS through their Gaussian likelihood, ΠGDM
-exactly (conjugate gradients on ``r²AAᵀ + σ_y²I``), DDRM and DDNM+ through an SVD-free isotropic
-estimate of the image-space noise (:func:`.common.effective_noise_std`).
+Class-conditional prior: the samplers take no class themselves; pass
+``sampling.guided(net, class_labels, cfg)`` as ``net`` (every method calls ``net(x, σ)`` on the
+whole batch of ``B``, so ``class_labels: (B,)`` lines up; with ``cfg`` each call is two network
+calls, so the NFE doubles). ``restoration.run_method`` does this for every method.
+
+Noisy measurements (``op.noise_std > 0``), each as its authors describe it (InvFussion paper
+App. A.3 for the SVD-free forms); see each module:
+
+- DDRM: its noisy update with an SVD-free isotropic range space at the image-space noise level
+  ``σ_eff`` (:func:`.common.effective_noise_std`; exact for equal singular values);
+- DDNM+: the range-space correction scaled down where its noise would exceed the step's fresh
+  noise, which is reduced to match (same ``σ_eff``);
+- ΠGDM: the guidance ``Aᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂₀)``, exact through ``op.pinv_noisy``;
+- DPS: unchanged (its gradient step on ``‖y − A x̂₀‖`` is the authors' Gaussian-noise algorithm);
+- DAPS: the Gaussian likelihood ``‖A x₀ − y‖²/(2τ²)`` with ``τ = max(tau, σ_y)``.
+
+On a Gaussian prior (tests/zeroshot) the sample mean of DDRM, ΠGDM and DAPS approaches the exact
+noisy posterior mean; DPS and DDNM+ fit ``y`` nearly as if it were noiseless. At ``σ_y = 0``
+every method is its noiseless form.
 
 Defaults are the authors' budgets: DPS 1000 steps, DDRM 25 (η = 0.85, η_b = 1), DDNM 100,
 ΠGDM 100, DAPS 200 annealing levels × 5 ODE steps (+ 100 Langevin steps each) = 1000 NFE.

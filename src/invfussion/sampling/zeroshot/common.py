@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from ... import seeding
 from ...degradations.base import Operator
-from ..conjugate_gradients import conjugate_gradients
 from ..solvers import karras_sigmas
 
 Denoiser = Callable[..., Tensor]
@@ -89,10 +88,12 @@ def effective_noise_std(
     """SVD-free estimate of the measurement noise seen in image space, ``(B,)``.
 
     Without singular values, the samplers treat the range space of ``A`` as isotropic with the
-    noise level ``σ_eff = σ_y·√(tr(A⁺A⁺ᵀ) / rank A)`` — the root-mean-square of ``σ_y / s_k``
-    over the nonzero singular values ``s_k`` (exact when all ``s_k`` are equal, e.g. masks).
-    Both traces are Hutchinson estimates with ``probes`` Gaussian probes per example drawn from
-    the example's own stream. Examples with ``σ_y = 0`` get exactly 0.
+    noise level ``σ_eff = σ_y·√(tr(A⁺ᵀA⁺) / rank A)`` — the root-mean-square of ``σ_y / s_k``
+    over the nonzero singular values ``s_k``. Both traces are Hutchinson estimates on the same
+    ``probes`` Gaussian measurement-space probes ``u`` per example (from the example's own
+    stream): ``Σ‖A⁺u‖² / Σ⟨u, AA⁺u⟩``. Sharing the probes makes the ratio exact, whatever the
+    probes, when all ``s_k`` are equal (``‖A⁺u‖² = ⟨u, AA⁺u⟩/s²``: masks, average pooling,
+    orthonormal rows). Examples with ``σ_y = 0`` get exactly 0.
 
     Limitation: the RMS is dominated by the smallest kept singular values, so for badly
     conditioned operators (motion blur, whose pseudo-inverse keeps singular values down to 1e-4 of
@@ -104,12 +105,11 @@ def effective_noise_std(
     out = torch.zeros_like(sigma_y)
     if not bool((sigma_y > 0).any()):
         return out
-    device = sigma_y.device
-    u = seeding.randn(seed, indices, (probes, op.measurement_size), "zeroshot/probes/y", device)
+    u = seeding.randn(seed, indices, (probes, op.measurement_size), "zeroshot/probes/y", sigma_y.device)
     u = u * op.measurement_mask().to(u.dtype)[:, None, :]
-    v = seeding.randn(seed, indices, (probes, *op.image_shape), "zeroshot/probes/x", device)
-    inv_sq = op.pinv(u).square().flatten(1).sum(1) / probes  # tr(A⁺A⁺ᵀ)
-    rank = (v * op.pinv(op.A(v))).flatten(1).sum(1) / probes  # tr(A⁺A)
+    pinv_u = op.pinv(u)  # (B, probes, C, H, W)
+    inv_sq = pinv_u.square().flatten(1).sum(1)  # ∝ tr(A⁺ᵀA⁺)
+    rank = (u * op.A(pinv_u)).flatten(1).sum(1)  # ∝ tr(AA⁺) = rank A
     ratio = inv_sq / rank.clamp_min(1e-12)
     return torch.where(sigma_y > 0, sigma_y * ratio.clamp_min(0).sqrt(), out)
 
@@ -122,28 +122,6 @@ def adjoint(op: Operator, r: Tensor) -> Tensor:
         )
         (out,) = torch.autograd.grad(op.A(probe), probe, grad_outputs=r)
     return out
-
-
-def solve_regularised_gram(
-    op: Operator,
-    rhs: Tensor,
-    scale_sq: float,
-    damping: Tensor,
-    max_iter: int = 200,
-    rtol: float = 1e-6,
-) -> Tensor:
-    """Solve ``(scale²·A Aᵀ + damping_b·I) z_b = rhs_b`` per example by conjugate gradients.
-
-    ``rhs: (B, M)``, ``damping: (B,)`` positive; returns ``z: (B, M)``. Uses ``op.A`` and its
-    adjoint only; stops when every example's residual is below ``rtol·‖rhs_b‖`` or after
-    ``max_iter`` iterations. Padded measurement coordinates (zero in ``rhs``) stay zero.
-    """
-    damping = damping.to(rhs.dtype)[:, None]
-
-    def apply(p: Tensor) -> Tensor:
-        return scale_sq * op.A(adjoint(op, p)) + damping * p
-
-    return conjugate_gradients(apply, rhs, max_iter, rtol)
 
 
 def per_example(v: Tensor, x: Tensor) -> Tensor:

@@ -18,7 +18,9 @@ another norm (our strided blur and average pooling have ``‖A‖² ≈ 1/stride
 at ``1/L``, ``L = ‖A‖²/τ² + 1/σ_i²`` the Lipschitz constant of ``∇U``, so that it cannot diverge.
 Defaults follow the authors' pixel-space "DAPS-1K" configuration: 200 levels from σ = 100 to
 0.1, 5 ODE steps to σ = 0.01, 100 Langevin steps, lr 1e-4, τ = 0.01, ``lr_min_ratio`` 0.01:
-1000 denoiser calls. Noisy measurements enter through ``τ``.
+1000 denoiser calls. Noisy measurements enter through ``τ``: the likelihood is the true Gaussian
+one wherever ``σ_y ≥ tau`` (the authors keep ``τ`` a fixed hyperparameter; a τ below σ_y would
+over-fit the noise).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Denoising Diffusion Null-space Model (DDNM / DDNM+; Wang et al., 2023) on a VE / EDM denoiser.
 
 Each step replaces the range-space content of the estimate by the measurement's,
-``x̂₀ ← x̂₀ + λ·A⁺(y − A x̂₀)``, then takes a DDIM(η) step to ``σ_next``.
+``x̂₀ ← x̂₀ + λ·A⁺(y − A x̂₀)``, then takes a DDIM(η) step to ``σ_next``:
+``x_next = a·x̂₀ + (1 − a)·x + s·z`` with ``a = 1 − √(σ_next² − s²)/σ`` and fresh noise ``s``.
 
 Noiseless (``σ_y = 0``): ``λ = 1``, so the final sample satisfies ``A x̂ = A A⁺ y`` exactly.
-Noisy (DDNM+): the correction carries the measurement noise ``λ·A⁺ε_y``, whose image-space level
-``σ_eff`` (see :func:`.common.effective_noise_std`; the SVD-free isotropic approximation) is
-taken out of the step's fresh noise ``s``: ``λ = min(1, s/σ_eff)`` and the fresh noise is
-``√(s² − (λσ_eff)²)``. The authors' "time-travel" trick is not used.
+Noisy (DDNM+, Wang et al. Sec. 3.3): the correction carries the measurement noise ``λ·A⁺ε_y``,
+of image-space level ``σ_eff`` (see :func:`.common.effective_noise_std`; the SVD-free isotropic
+approximation), which reaches ``x_next`` as ``a·λ·σ_eff`` and is taken out of the step's fresh
+noise: ``λ = 1`` where ``s ≥ a·σ_eff``, else ``λ = s/(a·σ_eff)``, and the fresh noise is
+``√(s² − (a·λ·σ_eff)²)``, so ``x_next`` keeps its noise level. The authors' "time-travel" trick
+is not used.
 """
 
 from __future__ import annotations
@@ -61,11 +64,12 @@ def ddnm(
     ):
         x0 = denoise(net, x, sigma)
         s = ddim_noise_std(sigma, sigma_next, eta)
-        lam = torch.where(sigma_eff > s, s / sigma_eff.clamp_min(1e-12), torch.ones_like(sigma_eff))
+        carried = (1 - (sigma_next**2 - s**2) ** 0.5 / sigma) * sigma_eff  # a·σ_eff
+        lam = torch.where(carried > s, s / carried.clamp_min(1e-12), torch.ones_like(carried))
         x0 = x0 + per_example(lam, x0) * op.pinv(y - op.A(x0))
         fresh = None
         if s > 0:
-            fresh_std = (s**2 - (lam * sigma_eff) ** 2).clamp_min(0).sqrt()
+            fresh_std = (s**2 - (lam * carried) ** 2).clamp_min(0).sqrt()
             fresh = per_example(fresh_std, x) * noise.draw()
         x = ddim_step(x, x0, sigma, sigma_next, s, fresh)
     return x

@@ -10,7 +10,11 @@ range space as isotropic with the image-space measurement noise ``σ_eff``
 - range space, ``σ' ≥ σ_eff``: ``P[(1 − η_b)·x̂₀ + √(σ'² − η_b²σ_eff²)·z] + η_b·ȳ``
 - range space, ``σ' < σ_eff``: ``P[x̂₀ + √(1−η²)·σ'·(ȳ − x̂₀)/σ_eff + η·σ'·z]``.
 
-Noiseless with ``η_b = 1`` the range content is ``A⁺y`` at every step, so the final sample
+These are Kawar et al.'s per-singular-value updates (their ``σ_y/s_i`` replaced by one
+``σ_eff``), so the method is exact where the nonzero singular values are equal (masks, average
+pooling, orthonormal rows) — the InvFussion paper's SVD-free form assumes them equal to 1, i.e.
+``σ_eff = σ_y``; the estimate here also covers other scales. Noiseless (``σ_eff = 0``) it is the
+original DDRM. With ``η_b = 1`` the range content is then ``A⁺y`` at every step, so the final sample
 satisfies ``A x̂ = A A⁺ y`` exactly. Cost: one denoiser call per step, no gradients.
 """
 

@@ -4,8 +4,9 @@ Each step: ``x̂₀ = D(x_σ; σ)`` with gradients; an ancestral (DDPM-posterior
 ``σ_next``; then the guidance ``x ← x − ζ·∇_{x_σ}‖y − A x̂₀‖`` — the gradient of the *unsquared*
 residual norm, which is the paper's step ``ζ' / ‖y − A x̂₀‖`` on the squared norm (ζ = 2ζ').
 The residual is computed per example, so examples do not interact. Noisy measurements need no
-change (DPS assumes Gaussian measurement noise). Cost: one denoiser call with a backward pass
-per step.
+change: this is the authors' algorithm for Gaussian measurement noise, whose ``1/σ_y²`` is absorbed
+into the normalised step (so it fits ``y`` about as closely whatever ``σ_y``). Cost: one denoiser
+call with a backward pass per step.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@
 ``∇ log p(y | x_σ) = Jᵀ g`` with ``J = ∂x̂₀/∂x_σ`` and ``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂₀)``:
 
 - noiseless: ``g = A⁺(y − A x̂₀)/r²`` (the paper's pseudo-inverse form);
-- noisy: ``(r²AAᵀ + σ_y²I) z = y − A x̂₀`` is solved exactly by conjugate gradients with ``op.A``
-  and its adjoint (:func:`.common.solve_regularised_gram`), ``g = Aᵀz``.
+- noisy (ΠGDM's noisy guidance, ``r²`` adjusted by ``σ_y²``): ``g = Aᵀ(AAᵀ + λI)⁻¹(y − A x̂₀)/r²``
+  with ``λ = σ_y²/r²``, i.e. the operator's Tikhonov inverse ``op.pinv_noisy(·, λ)/r²``: exact and
+  in closed form for every built-in family (the InvFussion paper approximated it by assuming unit
+  singular values for the matrix family); conjugate gradients for users' operators.
 
 ``Jᵀg`` is the vector–Jacobian product of ``⟨sg(g), x̂₀⟩``. The score correction turns into a
 corrected estimate ``x̂₀ + σ²·Jᵀg`` (Tweedie), followed by a DDIM(η) step.
@@ -26,12 +28,10 @@ from ... import seeding
 from ...degradations.base import Operator
 from .common import (
     Denoiser,
-    adjoint,
     ddim_noise_std,
     ddim_step,
     denoise,
     sigma_schedule,
-    solve_regularised_gram,
     start,
     steps_bar,
 )
@@ -97,19 +97,9 @@ def guided_estimate(
 
 
 def likelihood_gradient(op: Operator, residual: Tensor, r_sq: float, sigma_y_sq: Tensor) -> Tensor:
-    """``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹ residual``: ``(B, M)`` → ``(B, C, H, W)``.
-
-    Where σ_y = 0 this is ``A⁺ residual / r²``.
-    """
-    g = op.pinv(residual) / r_sq
-    noisy = sigma_y_sq > 0
-    if bool(noisy.any()):
-        damping = torch.where(
-            noisy, sigma_y_sq, torch.ones_like(sigma_y_sq)
-        )  # dummy where noiseless
-        solved = adjoint(op, solve_regularised_gram(op, residual, r_sq, damping))
-        g = torch.where(noisy.reshape(-1, 1, 1, 1), solved, g)
-    return g
+    """``g = Aᵀ(r²AAᵀ + σ_y²I)⁻¹ residual = A⁺_λ residual / r²`` with ``λ = σ_y²/r²``:
+    ``(B, M)`` → ``(B, C, H, W)``. Where σ_y = 0 this is exactly ``A⁺ residual / r²``."""
+    return op.pinv_noisy(residual, sigma_y_sq / r_sq) / r_sq
 
 
 def nfe(steps: int = DEFAULT_STEPS, **_: object) -> int:
