@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from invfussion import degradations as deg
 from invfussion import models
@@ -81,6 +82,12 @@ class Variant:
         self.y = self.op.measure(self.x, seed=0)
         self.times: list[float] = []
         self.first = 0.0  # the first step (with --compile: compiling)
+        self.gflop = 0.0  # matmul and attention work of one step (torch's FLOP counter)
+
+    def count_flops(self) -> None:
+        with FlopCounterMode(display=False) as counter:
+            self.step()
+        self.gflop = counter.get_total_flops() / 1e9
 
     def step(self) -> float:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
@@ -152,6 +159,9 @@ def main() -> None:
 
     chosen = [v for v in VARIANTS if not (args.skip_ffhq64 and v[0] == "ffhq64")]
     variants = [Variant(p, c, b, o, device, args.amp, clock, args.compile) for p, c, b, o in chosen]
+    for v in variants:
+        if not args.compile:
+            v.count_flops()
     load_before = os.getloadavg()[0]
     for round_ in range(args.rounds + 2):
         for v in variants:
@@ -168,25 +178,51 @@ def main() -> None:
         f"{'compiled (models.compile_denoiser)' if args.compile else 'eager'}; "
         f"load average {load_before:.1f} → {load_after:.1f}\n"
     )
-    print("| model | batch | parameters | first step (s) | median step (ms) | images/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model | batch | parameters | GFLOP/step | first step (s) | median step (ms) | images/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     medians = {}
     for v in variants:
         med = statistics.median(v.times)
         medians[v.name] = med
         print(
-            f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {v.first:.1f} | {med * 1e3:.0f} | {v.batch / med:.3g} |"
+            f"| {v.name} | {v.batch} | {v.params / 1e6:.2f}M | {v.gflop:.1f} | {v.first:.1f} | {med * 1e3:.0f} | "
+            f"{v.batch / med:.3g} |"
         )
     print()
     for preset in ("mnist32", "ffhq64"):
         if f"{preset} invfussion" in medians:
             ratio = medians[f"{preset} invfussion"] / medians[f"{preset} palette"]
+            flops = {v.name: v.gflop for v in variants}
+            if flops[f"{preset} palette"]:
+                print(f"{preset} InvFussion / Palette matmul + attention work (FLOP counter, fwd + bwd): "
+                      f"{flops[f'{preset} invfussion'] / flops[f'{preset} palette']:.2f}×")
             print(
                 f"{preset} InvFussion / Palette step time: {ratio:.2f}×"
                 + (" (target ≤ 1.30×)" if preset == "mnist32" else "")
             )
+        if preset == "mnist32" and f"{preset} invfussion" in medians:
+            loader = loader_seconds(clock)
+            print(f"drawing one batch of 64 (paper mixture, part order, on the CPU): {loader * 1e3:.0f} ms median, "
+                  f"{loader / medians[f'{preset} invfussion']:.0%} of the InvFussion step")
     if args.train_steps:
         train_throughput(args.train_steps, args.train_rounds, args.device, args.threads)
+
+
+def loader_seconds(clock, steps: int = 20) -> float:
+    """Median time of the training loader's item (images, noise, operators, measurements) for
+    ``mnist32`` at batch 64 with the paper's mixture."""
+    from invfussion.data import open_dataset
+    from invfussion.training.batches import StepBatches
+
+    batches = StepBatches(open_dataset("mnist"), seed=0, global_batch=64, positions=slice(None),
+                          mixture=deg.Mixture.paper())
+    batches[0]
+    times = []
+    for step in range(1, steps + 1):
+        start = clock()
+        batches[step]
+        times.append(clock() - start)
+    return statistics.median(times)
 
 
 def train_throughput(steps: int, rounds: int, device: str, threads: int | None) -> None:

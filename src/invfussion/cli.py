@@ -47,7 +47,7 @@ def _restore(args: argparse.Namespace) -> int:
     from . import degradations as deg
     from .data import load_mnist
     from .models import compile_denoiser, load
-    from .restoration import restore, summarize, write_restoration
+    from .restoration import noise_note, restore, summarize, write_restoration
 
     net = load(args.model, device=args.device)
     if args.compile:
@@ -69,6 +69,9 @@ def _restore(args: argparse.Namespace) -> int:
     x = x.to(args.device)
     labels = _class_labels(net, args, batch=1)
     op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
+    note = noise_note(net, op)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     y = op.measure(x, seed=args.seed)
     result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
                      steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,
@@ -126,6 +129,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
+    for note in results["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     print(markdown_table(results))
     print(f"\nresults in {args.out}")
     return 0

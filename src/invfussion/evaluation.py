@@ -33,7 +33,7 @@ from tqdm import tqdm
 from . import degradations as deg
 from .metrics import FeatureExtractor, InceptionFeatures, MnistFeatures, consistency, frechet_distance, psnr
 from .metrics.inception import WEIGHTS_FILE
-from .restoration import CONSISTENT, check_method, make_consistent, run_method
+from .restoration import CONSISTENT, check_method, make_consistent, noise_note, run_method
 from .sampling import check_guidance
 from .sampling.guidance import check_cfg
 from .storage import write_text_atomically
@@ -227,7 +227,7 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
         raise ValueError("--class-labels true needs the embedded MNIST digits' labels; drop --data or --class-labels.")
     check_cfg(spec.class_labels is not None, spec.cfg)
     cells = _load_results(out, spec)
-    record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells}
+    record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells, "notes": []}
     x, true_labels = clean_images(spec)
     labels = true_labels if spec.class_labels == "true" else None
     features, record["fd_skipped"] = fd_features(spec)
@@ -249,6 +249,10 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
                     "pass --data with images of the model's shape."
                 )
             check_guidance(nets[key], labels, spec.cfg)
+        probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
+        note = noise_note(nets[key], probe)
+        if note and f"{key} @ {spec_text}: {note}" not in record["notes"]:
+            record["notes"].append(f"{key} @ {spec_text}: {note}")
         rows = evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features, labels, true_labels)
         for name, row in rows.items():
             cells[cell_key(key, name, spec_text, **guidance)] = {

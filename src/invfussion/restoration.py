@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from . import seeding
 from .data.images import FORMATS, ImageError, decode_image
-from .degradations import Operator, ZeroOperator
+from .degradations import NoiseLevels, Operator, ZeroOperator
 from .metrics import consistency, psnr
 from .sampling import check_guidance, guided, lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
 from .sampling.guidance import calls_per_evaluation
@@ -74,6 +74,22 @@ class Restoration:
     seconds: dict[str, float] = field(default_factory=dict)
     reference: Tensor | None = None
     components: dict[str, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
+
+
+def noise_note(net: torch.nn.Module, op: Operator) -> str | None:
+    """One line when ``op``'s measurement noise lies outside what the conditional model ``net`` was
+    trained on (``None`` otherwise, for unconditional models, and for models with no record)."""
+    trained = getattr(net, "trained_noise", None)
+    sigma = float(op.noise_std.max()) if op.batch_size else 0.0
+    if trained is None or sigma == 0 or getattr(net, "conditioning", None) == "unconditional":
+        return None
+    levels = NoiseLevels.parse(trained)
+    if not levels.noisy:
+        return (f"this model was trained on noiseless measurements; at σ_y = {sigma:g} expect a degraded "
+                "answer (a model trained with --noise, e.g. 0:0.2,zero=0.5, covers noisy ones).")
+    if sigma > levels.high * (1 + 1e-6):
+        return f"σ_y = {sigma:g} is above the noise this model was trained on ({levels}); the answer may be poor."
+    return None
 
 
 def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:

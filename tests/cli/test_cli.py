@@ -251,3 +251,25 @@ def test_consistent_flag_writes_the_projected_rows_beside_the_plain_ones(tiny_ru
     assert consistent["consistency"] < 1e-8 < plain["consistency"] and consistent["psnr"] >= plain["psnr"]
     table = capsys.readouterr().out
     assert "| tiny:mmse |" in table and "| tiny:mmse+consistent |" in table
+
+
+def test_noise_outside_the_trained_range_is_one_note_and_still_answers(tmp_path, capsys):
+    from invfussion import degradations as deg
+    from invfussion import models
+    from invfussion.restoration import noise_note
+
+    net = models.load("mnist32-invfussion")
+    assert net.trained_noise in ("0", "0.0")
+    op = deg.from_spec("matrix:noise=0.1", (1, 32, 32), batch=1)
+    assert "trained on noiseless measurements" in noise_note(net, op)
+    assert noise_note(net, deg.from_spec("matrix", (1, 32, 32), batch=1)) is None
+    net.trained_noise = "0:0.2,zero=0.5"
+    assert noise_note(net, op) is None
+    assert "above the noise this model was trained on" in noise_note(net, op.with_noise_std(torch.full((1,), 0.3)))
+    assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
+                 "inpaint-box:noise=0.1", "--method", "mmse", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: this model was trained on noiseless measurements") == 1
+    assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
+                 "inpaint-box:noise=-1", "--method", "mmse", "--out", str(tmp_path)]) != 0
+    assert "noise" in capsys.readouterr().err.splitlines()[-1]

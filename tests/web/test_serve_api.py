@@ -171,6 +171,7 @@ def test_job_completes_with_every_image_and_counts_its_network_calls(server):
     assert job["nfe"] == job["total_nfe"] == 3 * (2 * steps - 1) + 1
     result = job["result"]
     assert result["degradation"] == "motion-blur:stride=2, σ_y = 0.05"
+    assert "trained on noiseless measurements" in result["noise_note"]  # the shipped model: σ_y = 0 only
     urls = [*result["images"].values(), *result["samples"]]
     directions = result["directions"]
     assert directions["source"] == "sample-pca" and "no NPPC model" in directions["note"]
@@ -192,6 +193,7 @@ def test_consistent_job_shows_the_outputs_moved_onto_the_measurement(server):
     assert job["state"] == "done", job["error"]
     result = job["result"]
     assert result["consistent"] and "mmse+consistent" in result["images"]["mmse"]
+    assert result["noise_note"] == ""
     assert set(result["metrics"]) == {"posterior", "mmse", "posterior+consistent", "mmse+consistent"}
     assert result["metrics"]["mmse+consistent"]["consistency"] < 1e-8
     for url in [*result["images"].values(), *result["samples"]]:

@@ -25,7 +25,7 @@ from .. import sampling
 from ..data import balanced_indices, load_mnist
 from ..degradations import Operator
 from ..models import load
-from ..restoration import CONSISTENT, restore, summarize, write_restoration
+from ..restoration import CONSISTENT, noise_note, restore, summarize, write_restoration
 from ..sampling.guidance import calls_per_evaluation, check_guidance
 from ..training.grid import save_image_grid
 from . import inputs
@@ -337,6 +337,7 @@ class RestorationService:
             "degradation": job.degradation,
             "guidance": job.guidance,
             "consistent": job.consistent,
+            "noise_note": noise_note(self.net, job.op) or "",
             "images": {
                 "reference": url + "reference",
                 "pinv": url + "pinv",
