@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="σ_y of specs that set none, drawn per example: 0.1, a range 0:0.2, or 0:0.2,zero=0.5 "
                         "(half noiseless); a noisy range makes the model noise-aware")
     p.add_argument("--objective", default="diffusion", help="diffusion, mmse or nppc")
-    p.add_argument("--mmse-share", type=float, default=0.0,
-                   help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100)")
+    p.add_argument("--mmse-share", type=float, default=0.25,
+                   help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100); "
+                        "0.25 won the A/B in BENCHMARKS.md, 0 is the plain EDM2 recipe")
     p.add_argument("--pcs", type=int, default=0, help="posterior principal components the model outputs (nppc)")
     p.add_argument("--nppc-ramp-steps", type=int, default=500, help="steps over which the NPPC terms ramp in")
     p.add_argument("--init-from", default=None, metavar="MODEL",

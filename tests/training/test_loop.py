@@ -209,3 +209,15 @@ def test_label_dropout_trains_the_null_class_that_guidance_calls():
     with torch.no_grad():
         assert torch.equal(net(batch.images, sigma, batch.op, batch.y, class_labels=batch.class_labels),
                            net(batch.images, sigma, batch.op, batch.y))
+
+
+def test_runs_from_before_a_setting_resume_with_what_they_were_trained_with(tmp_path):
+    """A checkpoint written before ``mmse_share`` existed was trained without it: resuming it with
+    today's default (0.25) would change the recipe mid-run, so it must say so; 0 resumes."""
+    from invfussion.training.loop import check_resumable
+
+    saved = {k: v for k, v in TrainConfig().to_json().items() if k not in ("mmse_share", "measurement_noise")}
+    saved["overrides"] = {}
+    with pytest.raises(ValueError, match="mmse_share=0.0, not 0.25"):
+        check_resumable(saved, TrainConfig(), tmp_path)
+    check_resumable(saved, TrainConfig(mmse_share=0.0), tmp_path)

@@ -53,6 +53,9 @@ from .validation import build_validator, headline
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
+# What runs written before a setting existed were trained with (not today's default).
+HISTORIC_DEFAULTS = {"mmse_share": 0.0, "measurement_noise": "0"}
+
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"steps", "out", "resume", "checkpoint_every", "keep_checkpoints", "sample_every", "sample_steps",
@@ -91,7 +94,7 @@ class TrainConfig:
     p_mean: float = -0.8
     p_std: float = 1.6
     mmse_sigma: float = 100.0
-    mmse_share: float = 0.0  # diffusion objective: share of conditional examples trained at the MMSE end
+    mmse_share: float = 0.25  # diffusion objective: share of conditional examples trained at the MMSE end
     pcs: int = 0  # NPPC directions the model outputs (objective nppc)
     nppc_ramp_steps: int = 500
     init_from: str | None = None  # a model/checkpoint/run whose weights start a new run
@@ -181,14 +184,15 @@ def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> Non
     from ..degradations import NoiseLevels
 
     current = json.loads(json.dumps(cfg.to_json()))  # tuples → lists, as stored
-    defaults = json.loads(json.dumps(TrainConfig().to_json()))  # settings older runs did not store
+    defaults = {**json.loads(json.dumps(TrainConfig().to_json())), **HISTORIC_DEFAULTS}  # settings older runs did not store
     # 0.0 (older runs) and "0" are the same noise levels
     saved = {**saved, "measurement_noise": str(NoiseLevels.parse(saved.get("measurement_noise", 0.0)))}
     current["measurement_noise"] = str(NoiseLevels.parse(current["measurement_noise"]))
     for name in sorted(set(saved) | set(current)):
-        if name not in RESUMABLE_CHANGES and saved.get(name, defaults.get(name)) != current.get(name):
+        was = saved.get(name, defaults.get(name))
+        if name not in RESUMABLE_CHANGES and was != current.get(name):
             raise ValueError(
-                f"{where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}; "
+                f"{where} was trained with {name}={was!r}, not {current.get(name)!r}; "
                 "resume with the original settings or train into a new --out."
             )
 
