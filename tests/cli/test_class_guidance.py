@@ -19,7 +19,7 @@ def class_run(tmp_path_factory):
     """A 2-step run of a tiny InvFussion with the ten digits as classes, trained from the command
     line: `invfussion train --model-overrides '{"num_classes": 10, ...}'`."""
     out = tmp_path_factory.mktemp("class-run")
-    assert main(["train", "--steps", "2", "--batch-size", "4", "--out", str(out), "--checkpoint-every", "2",
+    assert main(["train", "--no-compile", "--steps", "2", "--batch-size", "4", "--out", str(out), "--checkpoint-every", "2",
                  "--sample-every", "10000", "--device", "cpu", "--amp", "none", "--num-workers", "0",
                  "--model-overrides", json.dumps(TINY_CLASS_MODEL)]) == 0
     return out

@@ -20,7 +20,7 @@ TINY_MODEL = {"widths": [32, 64], "depths": [1, 1], "d_head": 16, "mapping_width
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(TrainConfig(steps=2, batch_size=4, out=str(out), overrides=dict(TINY_MODEL), checkpoint_every=2,
+    train(TrainConfig(steps=2, batch_size=4, out=str(out), overrides=dict(TINY_MODEL), checkpoint_every=2, compile=False,
                       sample_every=10_000, log_every=1, device="cpu", amp="none", tensorboard=False,
                       num_workers=0))
     return out
@@ -92,7 +92,7 @@ def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
     from invfussion import models
 
     run = tmp_path / "nppc"
-    code = main(["train", "--objective", "nppc", "--pcs", "2", "--init-from", str(tiny_run), "--steps", "2",
+    code = main(["train", "--no-compile", "--objective", "nppc", "--pcs", "2", "--init-from", str(tiny_run), "--steps", "2",
                  "--batch-size", "4", "--degradations", "inpaint-box", "inpaint-patches", "--checkpoint-every", "2",
                  "--log-every", "1", "--device", "cpu", "--amp", "none", "--num-workers", "0",
                  "--model-overrides", json.dumps(TINY_MODEL), "--out", str(run)])
@@ -115,7 +115,7 @@ def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
 
 
 def test_nppc_training_errors_are_one_line(tiny_run, tmp_path):
-    common = ("train", "--steps", "1", "--batch-size", "2", "--device", "cpu", "--model-overrides", json.dumps(TINY_MODEL))
+    common = ("train", "--no-compile", "--steps", "1", "--batch-size", "2", "--device", "cpu", "--model-overrides", json.dumps(TINY_MODEL))
     result = run_cli(*common, "--objective", "nppc", "--out", str(tmp_path / "a"))
     assert_one_line_error(result, "--pcs K")
     result = run_cli(*common, "--conditioning", "palette", "--objective", "nppc", "--pcs", "2",

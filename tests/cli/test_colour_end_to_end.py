@@ -45,7 +45,7 @@ def test_own_colour_images_end_to_end(tmp_path, capsys):
     report = capsys.readouterr().out.strip().splitlines()[-1]
     assert report.startswith("wrote 24 images") and "with 3 channels" in report and "skipped: none" in report
 
-    assert main(["train", "--preset", "ffhq64", "--data", str(zip_path), "--model-overrides", json.dumps(SHRUNK_FFHQ64),
+    assert main(["train", "--no-compile", "--preset", "ffhq64", "--data", str(zip_path), "--model-overrides", json.dumps(SHRUNK_FFHQ64),
                  "--degradations", "inpaint-box", "inpaint-patches:size=8", "--steps", "2", "--batch-size", "4",
                  "--checkpoint-every", "2", "--sample-every", "100", "--log-every", "1", "--device", "cpu",
                  "--amp", "none", "--num-workers", "0", "--out", str(run)]) == 0

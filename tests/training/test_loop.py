@@ -221,3 +221,18 @@ def test_runs_from_before_a_setting_resume_with_what_they_were_trained_with(tmp_
     with pytest.raises(ValueError, match="mmse_share=0.0, not 0.25"):
         check_resumable(saved, TrainConfig(), tmp_path)
     check_resumable(saved, TrainConfig(mmse_share=0.0), tmp_path)
+
+
+def test_compile_defaults_to_on_for_the_cpu_and_can_be_turned_off(tmp_path):
+    """``compile=None`` compiles on the CPU (measured faster there); the EMA copy stays eager."""
+    from invfussion.models.hdit import SelfAttentionBlock
+
+    def compiled_blocks(cfg):
+        trainer = Trainer(cfg, distributed.init("cpu"))
+        blocks = [m for m in trainer.net.modules() if isinstance(m, SelfAttentionBlock)]
+        ema_blocks = [m for m in trainer.ema.net.modules() if isinstance(m, SelfAttentionBlock)]
+        assert not any("attention" in vars(m) for m in ema_blocks)
+        return all("attention" in vars(m) for m in blocks)
+
+    assert compiled_blocks(tiny_config(tmp_path / "auto", compile=None))
+    assert not compiled_blocks(tiny_config(tmp_path / "off"))
