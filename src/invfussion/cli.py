@@ -214,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degradations", nargs="+", default=None, metavar="SPEC",
                    help="training degradation specs (default: the paper's mixture)")
     p.add_argument("--degradation-weights", nargs="+", type=float, default=None)
-    p.add_argument("--noise", default="0", metavar="LEVELS",
-                   help="σ_y of specs that set none, drawn per example: 0.1, a range 0:0.2, or 0:0.2,zero=0.5 "
-                        "(half noiseless); a noisy range makes the model noise-aware")
+    p.add_argument("--noise", default="0:0.2,zero=0.5", metavar="LEVELS",
+                   help="σ_y of specs that set none, drawn per example (default 0:0.2,zero=0.5: half noiseless, "
+                        "half uniform on (0, 0.2]); 0 trains noiseless; any noisy range makes the model noise-aware")
     p.add_argument("--objective", default="diffusion", help="diffusion, mmse or nppc")
     p.add_argument("--mmse-share", type=float, default=0.25,
                    help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100); "

@@ -97,7 +97,7 @@ def test_nppc_trains_from_a_diffusion_run_and_restores(tiny_run, tmp_path):
                  "--log-every", "1", "--device", "cpu", "--amp", "none", "--num-workers", "0",
                  "--model-overrides", json.dumps(TINY_MODEL), "--out", str(run)])
     assert code == 0
-    net, source = models.build("mnist32", "invfussion", pcs=2, **TINY_MODEL), models.load(tiny_run)
+    net, source = models.build("mnist32", "invfussion", pcs=2, noise_conditioning=True, **TINY_MODEL), models.load(tiny_run)
     models.initialize_from(net, tiny_run)  # the run's starting point: the source's denoiser exactly
     op = deg.from_spec("inpaint-box", image_shape=(1, 32, 32), batch=2, seed=0)
     x = torch.randn(2, 1, 32, 32)

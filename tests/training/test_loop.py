@@ -181,7 +181,8 @@ def test_noisy_training_makes_a_noise_aware_model_that_resumes(tmp_path):
     assert not torch.allclose(quiet, noisy)
     train(tiny_config(tmp_path / "run", steps=6, measurement_noise="0:0.2,zero=0.5", resume=True))
     with pytest.raises(ValueError, match="measurement_noise"):
-        train(tiny_config(tmp_path / "run", steps=8, resume=True))
+        train(tiny_config(tmp_path / "run", steps=8, measurement_noise="0", resume=True))
+    assert TrainConfig().measurement_noise == "0:0.2,zero=0.5"  # noisy by default
 
 
 def test_label_dropout_trains_the_null_class_that_guidance_calls():
@@ -218,9 +219,11 @@ def test_runs_from_before_a_setting_resume_with_what_they_were_trained_with(tmp_
 
     saved = {k: v for k, v in TrainConfig().to_json().items() if k not in ("mmse_share", "measurement_noise")}
     saved["overrides"] = {}
-    with pytest.raises(ValueError, match="mmse_share=0.0, not 0.25"):
+    with pytest.raises(ValueError, match="measurement_noise='0', not '0:0.2,zero=0.5'"):
         check_resumable(saved, TrainConfig(), tmp_path)
-    check_resumable(saved, TrainConfig(mmse_share=0.0), tmp_path)
+    with pytest.raises(ValueError, match="mmse_share=0.0, not 0.25"):
+        check_resumable(saved, TrainConfig(measurement_noise="0"), tmp_path)
+    check_resumable(saved, TrainConfig(mmse_share=0.0, measurement_noise="0"), tmp_path)
 
 
 def test_compile_defaults_to_on_for_the_cpu_and_can_be_turned_off(tmp_path):

@@ -88,7 +88,7 @@ class TrainConfig:
     # NoiseLevels text ("0.1", "0:0.2", "0:0.2,zero=0.5"), drawn per example
     degradations: list[str] | None = None
     degradation_weights: list[float] | None = None
-    measurement_noise: str = "0"
+    measurement_noise: str = "0:0.2,zero=0.5"
     # objective
     objective: str = "diffusion"
     p_mean: float = -0.8
