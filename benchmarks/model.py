@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile every network first")
     parser.add_argument("--train-steps", type=int, default=0, help="also time `invfussion train` end to end")
     parser.add_argument("--train-rounds", type=int, default=3)
+    parser.add_argument("--train-flags", default="", help="extra `invfussion train` flags, e.g. '--no-compile'")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
@@ -207,7 +208,7 @@ def main() -> None:
             print(f"drawing one batch of 64 (paper mixture, part order, on the CPU): {loader * 1e3:.0f} ms median, "
                   f"{loader / medians[f'{preset} invfussion']:.0%} of the InvFussion step")
     if args.train_steps:
-        train_throughput(args.train_steps, args.train_rounds, args.device, args.threads)
+        train_throughput(args.train_steps, args.train_rounds, args.device, args.threads, args.train_flags.split())
 
 
 def loader_seconds(clock, steps: int = 20) -> float:
@@ -227,7 +228,7 @@ def loader_seconds(clock, steps: int = 20) -> float:
     return statistics.median(times)
 
 
-def train_throughput(steps: int, rounds: int, device: str, threads: int | None) -> None:
+def train_throughput(steps: int, rounds: int, device: str, threads: int | None, flags: list[str]) -> None:
     """End-to-end images/s of ``invfussion train --preset mnist32 --batch-size 64``, InvFussion and
     Palette alternating, one fresh run each round; median of the logged windows after the first."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
@@ -239,12 +240,12 @@ def train_throughput(steps: int, rounds: int, device: str, threads: int | None) 
                 subprocess.run(
                     ["invfussion", "train", "--preset", "mnist32", "--conditioning", conditioning,
                      "--batch-size", "64", "--steps", str(steps), "--log-every", "5", "--sample-every", "100000",
-                     "--checkpoint-every", "100000", "--device", device, "--out", str(out)],
+                     "--checkpoint-every", "100000", "--device", device, "--out", str(out), *flags],
                     check=True, env=env, capture_output=True,
                 )
                 windows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
                 found.extend(w["img_per_s"] for w in windows if "img_per_s" in w and w["step"] > 5)
-    print(f"\n`invfussion train --preset mnist32 --batch-size 64` end to end ({rounds} alternating runs of "
+    print(f"\n`invfussion train --preset mnist32 --batch-size 64 {' '.join(flags)}` end to end ({rounds} alternating runs of "
           f"{steps} steps each, median of 5-step windows after the first):\n")
     print("| model | images/s | windows |")
     print("|---|---:|---:|")

@@ -7,7 +7,8 @@
 #   share25 (from benchmarks/mmse_recipe.sh) — the same InvFussion recipe trained noiseless
 # Then Table 8 at our scale (σ_y = 0.1: PSNR and FD of every method, with the linear MMSE) and
 # one-call MMSE PSNR against σ_y ∈ {0, 0.025, 0.05, 0.1, 0.2}. The zero-shot rows run on
-# UNCONDITIONAL (default: the shipped model, whose training split still held the validation digits).
+# UNCONDITIONAL (default: the shipped model, whose training split still held the validation digits);
+# DPS and DAPS (1,000 network calls with gradients each) are left to the final tables.
 #
 #   bash benchmarks/noise_levels.sh [RUNS] [STEPS] [N] [OUT] [UNCONDITIONAL]
 set -euo pipefail
@@ -33,15 +34,26 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 
 stem=$(printf "step-%07d.safetensors" "$STEPS")
-models=(inv="$RUNS/noise-invfussion/checkpoints/$stem" pal="$RUNS/noise-palette/checkpoints/$stem"
-        quiet="$RUNS/share25/checkpoints/$stem" unc="$UNCONDITIONAL")
+sweep=()
 for sigma in 0 0.025 0.05 0.1 0.2; do
-  invfussion evaluate --models "${models[@]}" \
-    --methods inv:mmse pal:mmse quiet:mmse inv:lmmse \
-    --degradations "motion-blur:stride=2,noise=$sigma" "motion-blur:stride=4,noise=$sigma" "matrix:rows=64,noise=$sigma" \
-    --num-images "$N" --split validation --out "$OUT/mmse-sigma-$sigma.json" | grep '^|'
+  sweep+=("motion-blur:stride=2,noise=$sigma" "motion-blur:stride=4,noise=$sigma" "matrix:rows=64,noise=$sigma")
 done
-invfussion evaluate --models "${models[@]}" \
-  --methods inv:posterior pal:posterior inv:mmse pal:mmse inv:lmmse unc:ddrm unc:ddnm unc:pigdm \
-  --degradations motion-blur:noise=0.1 inpaint-patches:noise=0.1 matrix:noise=0.1 \
-  --num-images "$N" --split validation --out "$OUT/table8.json" | grep '^|'
+table8=(motion-blur:noise=0.1 inpaint-patches:noise=0.1 matrix:noise=0.1)
+common=(--num-images "$N" --split validation)
+evaluate() {  # FILE, KEY=MODEL, methods...  (one results file per model: cached independently)
+  local file=$1 model=$2; shift 2
+  invfussion evaluate --models "$model" --methods "$@" "${common[@]}" --out "$OUT/$file" > /dev/null
+}
+for arm in inv:noise-invfussion pal:noise-palette quiet:share25; do
+  key=${arm%%:*}; run=${arm#*:}
+  evaluate "sweep-$key.json" "$key=$RUNS/$run/checkpoints/$stem" "$key:mmse" --degradations "${sweep[@]}"
+done
+evaluate sweep-lmmse.json "pal=$RUNS/noise-palette/checkpoints/$stem" pal:lmmse --degradations "${sweep[@]}"
+for arm in inv:noise-invfussion pal:noise-palette; do
+  key=${arm%%:*}; run=${arm#*:}
+  evaluate "table8-$key.json" "$key=$RUNS/$run/checkpoints/$stem" "$key:posterior" "$key:mmse" --degradations "${table8[@]}"
+done
+evaluate table8-lmmse.json "pal=$RUNS/noise-palette/checkpoints/$stem" pal:lmmse --degradations "${table8[@]}"
+evaluate table8-unc.json "unc=$UNCONDITIONAL" unc:ddrm unc:ddnm unc:pigdm --degradations "${table8[@]}"
+python benchmarks/print_results.py --merge "$OUT"/sweep-*.json
+python benchmarks/print_results.py --merge "$OUT"/table8-*.json
