@@ -22,13 +22,8 @@ OUT=${4:-benchmarks/results/mmse-recipe}
 mkdir -p "$RUNS" "$OUT"
 export OMP_NUM_THREADS=1
 
-train() {  # NAME, extra flags...
-  local name=$1; shift
-  local resume=(); [ -e "$RUNS/$name/checkpoints/latest" ] && resume=(--resume)
-  invfussion train --steps "$STEPS" --batch-size 64 --lr 4e-4 --warmup-steps 200 --log-every 50 \
-    --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 10 --num-workers 0 --noise 0 \
-    --out "$RUNS/$name" "${resume[@]}" "$@" > "$RUNS/$name.log" 2>&1
-}
+source "$(dirname "$0")/ab_train.sh"
+train() { ab_train "$@" --noise 0; }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   train share0 --mmse-share 0 &
   train share25 --mmse-share 0.25 &

@@ -8,7 +8,7 @@
 # Then Table 8 at our scale (σ_y = 0.1: PSNR and FD of every method, with the linear MMSE) and
 # one-call MMSE PSNR against σ_y ∈ {0, 0.025, 0.05, 0.1, 0.2}. The zero-shot rows run on
 # UNCONDITIONAL (default: the shipped model, whose training split still held the validation digits);
-# DPS and DAPS (1,000 network calls with gradients each) are left to the final tables.
+# DPS and DAPS (1,000 network calls with gradients each) run on 20 of the digits.
 #
 #   bash benchmarks/noise_levels.sh [RUNS] [STEPS] [N] [OUT] [UNCONDITIONAL]
 set -euo pipefail
@@ -20,13 +20,8 @@ UNCONDITIONAL=${5:-mnist32-unconditional}
 mkdir -p "$RUNS" "$OUT"
 export OMP_NUM_THREADS=1
 
-train() {  # NAME, extra flags...
-  local name=$1; shift
-  local resume=(); [ -e "$RUNS/$name/checkpoints/latest" ] && resume=(--resume)
-  invfussion train --steps "$STEPS" --batch-size 64 --lr 4e-4 --warmup-steps 200 --log-every 50 \
-    --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 10 --num-workers 0 --mmse-share 0.25 \
-    --out "$RUNS/$name" "${resume[@]}" "$@" > "$RUNS/$name.log" 2>&1
-}
+source "$(dirname "$0")/ab_train.sh"
+train() { ab_train "$@" --mmse-share 0.25; }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   train noise-invfussion --noise 0:0.2,zero=0.5 &
   train noise-palette --conditioning palette --noise 0:0.2,zero=0.5 &
@@ -55,5 +50,10 @@ for arm in inv:noise-invfussion pal:noise-palette; do
 done
 evaluate table8-lmmse.json "pal=$RUNS/noise-palette/checkpoints/$stem" pal:lmmse --degradations "${table8[@]}"
 evaluate table8-unc.json "unc=$UNCONDITIONAL" unc:ddrm unc:ddnm unc:pigdm --degradations "${table8[@]}"
+for m in dps daps; do  # 1,000 network calls with gradients per digit: 20 digits
+  invfussion evaluate --models "unc=$UNCONDITIONAL" --methods "unc:$m" --degradations "${table8[@]}" \
+    --num-images 20 --split validation --out "$OUT/table8-n20-$m.json" > /dev/null
+done
 python benchmarks/print_results.py --merge "$OUT"/sweep-*.json
-python benchmarks/print_results.py --merge "$OUT"/table8-*.json
+python benchmarks/print_results.py --merge "$OUT"/table8-{inv,pal,lmmse,unc}.json
+python benchmarks/print_results.py --merge "$OUT"/table8-n20-*.json
