@@ -18,6 +18,8 @@ from invfussion import models
 PINNED = Path(__file__).parent / "data" / "pinned_denoiser.safetensors"
 SPECS = ["matrix", "motion-blur", "inpaint-patches", "none", "sr:factor=2", "inpaint-box", "outpaint-box",
          "matrix:noise=0.1"]
+# A second batch whose seed draws several random matrices and motion blurs (the first draws no matrix).
+SECOND_SPECS, SECOND_SEED = SPECS[:-1], 9
 BATCH = 16
 
 
@@ -35,25 +37,31 @@ def named_weights(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def outputs() -> dict[str, torch.Tensor]:
-    """Pinned outputs: InvFussion and Palette on a mixed batch (every family, in any order) and
-    InvFussion with the zero operator (float32, as the network runs)."""
+def problem(specs: list[str], seed: int):
+    """Fixed noisy inputs, σ, operators (in the order drawn: not part order) and measurements."""
     shape = (1, 32, 32)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed - 5)  # the first batch keeps generator seed 0
     x = torch.rand(BATCH, *shape, generator=gen, dtype=torch.float32) * 2 - 1
     sigma = torch.exp(torch.randn(BATCH, generator=gen, dtype=torch.float32) * 1.5 - 0.5)
     x_noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen, dtype=torch.float32)
-    op = deg.Mixture(SPECS).sample(BATCH, shape, seed=5)
-    y = op.measure(x, seed=5)
+    op = deg.Mixture(specs).sample(BATCH, shape, seed=seed)
+    return x_noisy, sigma, op, op.measure(x, seed=seed)
+
+
+def outputs() -> dict[str, torch.Tensor]:
+    """Pinned outputs: InvFussion and Palette on two mixed batches (every family, in any order) and
+    InvFussion with the zero operator (float32, as the network runs)."""
     result = {}
     for conditioning in ("invfussion", "palette"):
         net = named_weights(models.build("mnist32", conditioning)).eval()
         with torch.no_grad():
+            x_noisy, sigma, op, y = problem(SPECS, 5)
             out, logvar = net(x_noisy, sigma, op, y, return_logvar=True)
             result[conditioning] = out
             result[f"{conditioning}-logvar"] = logvar
             if conditioning == "invfussion":
                 result["invfussion-zero-operator"] = net(x_noisy, sigma)
+            result[f"{conditioning}-second-batch"] = net(*problem(SECOND_SPECS, SECOND_SEED))
     return result
 
 
