@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=0, help="also time `invfussion train` end to end")
     parser.add_argument("--train-rounds", type=int, default=3)
     parser.add_argument("--train-flags", default="", help="extra `invfussion train` flags, e.g. '--no-compile'")
+    parser.add_argument("--trainer-steps", type=int, default=0,
+                        help="also time the training loop's own steps (loader item + step + EMA, default recipe), "
+                             "eager and compiled, with this script's clock")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
@@ -207,6 +210,8 @@ def main() -> None:
             loader = loader_seconds(clock)
             print(f"drawing one batch of 64 (paper mixture, part order, on the CPU): {loader * 1e3:.0f} ms median, "
                   f"{loader / medians[f'{preset} invfussion']:.0%} of the InvFussion step")
+    if args.trainer_steps:
+        trainer_steps(args.trainer_steps, args.device, clock)
     if args.train_steps:
         train_throughput(args.train_steps, args.train_rounds, args.device, args.threads, args.train_flags.split())
 
@@ -226,6 +231,36 @@ def loader_seconds(clock, steps: int = 20) -> float:
         batches[step]
         times.append(clock() - start)
     return statistics.median(times)
+
+
+def trainer_steps(steps: int, device: str, clock) -> None:
+    """Median time of the training loop's step on its own batches — ``StepBatches[t]`` (images,
+    operators, measurements) + ``Trainer._train_step`` (forward, backward, Adam, EMA) — for mnist32
+    InvFussion and Palette at batch 64 with the default recipe, eager and compiled, after warm-up."""
+    from invfussion.training import TrainConfig, distributed
+    from invfussion.training.loop import Trainer
+
+    print(f"\nTraining-loop step (default recipe, batch 64, median of steps 4–{steps - 1}; first step = compile):\n")
+    print("| model | compile | first step (s) | median step (ms) | images/s |")
+    print("|---|---|---:|---:|---:|")
+    medians = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for compiled in (False, True):
+            for conditioning in ("invfussion", "palette"):
+                cfg = TrainConfig(conditioning=conditioning, batch_size=64, steps=steps, compile=compiled, device=device,
+                                  tensorboard=False, out=str(Path(tmp) / f"{conditioning}-{compiled}"))
+                trainer = Trainer(cfg, distributed.init(device))
+                times = []
+                for step in range(steps):
+                    start = clock()
+                    trainer._train_step(trainer.batches[step].to(trainer.device))
+                    times.append(clock() - start)
+                med = statistics.median(times[4:])
+                medians[conditioning, compiled] = med
+                print(f"| {conditioning} | {'yes' if compiled else 'no'} | {times[0]:.1f} | {med * 1e3:.0f} | {64 / med:.0f} |")
+    for compiled in (False, True):
+        ratio = medians["invfussion", compiled] / medians["palette", compiled]
+        print(f"InvFussion / Palette, {'compiled' if compiled else 'eager'}: {ratio:.2f}×")
 
 
 def train_throughput(steps: int, rounds: int, device: str, threads: int | None, flags: list[str]) -> None:

@@ -157,9 +157,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _add_compile(p: argparse.ArgumentParser, training: bool = False) -> None:
     if training:
-        p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                       help="torch.compile the network's operator-free parts (off by default: measured in "
-                            "BENCHMARKS.md, it speeds Palette up on the CPU but not InvFussion end to end)")
+        p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the network's operator-free parts (default: on the CPU, where training "
+                            "steps were measured ~22%% faster; eager on CUDA until measured; BENCHMARKS.md)")
     else:
         p.add_argument("--compile", action="store_true",
                        help="torch.compile the network's operator-free parts; pays on long evaluations only")

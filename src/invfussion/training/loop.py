@@ -116,9 +116,10 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int | None = None  # None: CPU cores − 2 (≤ 16) on CUDA, 0 on the CPU
     tensorboard: bool = True
-    # torch.compile the network's operator-free parts (models.compile_denoiser); off by default:
-    # end to end on the 2-core CPU it made Palette 27% faster but InvFussion not at all (BENCHMARKS.md)
-    compile: bool = False
+    # torch.compile the network's operator-free parts (models.compile_denoiser); None: where it was
+    # measured to pay — the CPU (training-loop steps ~22% faster after a compile of seconds to a few
+    # minutes, BENCHMARKS.md) — and eager elsewhere (CUDA not measured yet)
+    compile: bool | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -349,7 +350,7 @@ class Trainer:
             self.dataset, seed=cfg.seed, global_batch=cfg.batch_size, positions=distributed.shard(cfg.batch_size, ctx),
             mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
         )
-        if cfg.compile:  # after the EMA copy, which stays eager
+        if cfg.compile or (cfg.compile is None and self.device.type == "cpu"):  # after the EMA copy (eager)
             models.compile_denoiser(self.net)
         self.model = distributed.wrap(self.net, ctx)
         self.validator = build_validator(
