@@ -66,3 +66,14 @@ def test_round_trip_gradients_flow_in_both_orders():
         operator.round_trip(leaf[rows], y[rows], transform).square().sum().backward()
         grads.append(leaf.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_part_order_keeps_the_noise_a_spec_sets_on_a_grouped_family():
+    """``motion-blur:noise=0.1`` builds a stride-grouped operator whose parts never saw σ_y:
+    reordering must keep the outer operator's noise, at every level."""
+    op = deg.Mixture(["motion-blur:noise=0.1", "matrix"]).sample(16, SHAPE, seed=0)
+    ordered, order = deg.in_part_order(op)
+    torch.testing.assert_close(ordered.noise_std, op.noise_std[order])
+    assert bool((ordered.noise_std > 0).any())
+    again, _ = deg.in_part_order(ordered)
+    torch.testing.assert_close(again.noise_std, ordered.noise_std)

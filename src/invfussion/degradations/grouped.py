@@ -127,7 +127,9 @@ def _inverse(order: list[int], device: torch.device) -> Tensor:
 def in_part_order(op: Operator) -> tuple[Operator, list[int]]:
     """The same operators with the batch reordered so that every part of ``op`` (and of its
     nested grouped parts) is one contiguous slice: returns ``(reordered, order)`` where example
-    ``i`` of ``reordered`` is example ``order[i]`` of ``op``. Nothing is redrawn."""
+    ``i`` of ``reordered`` is example ``order[i]`` of ``op``. Nothing is redrawn; the measurement
+    noise is ``op``'s own (a part's ``noise_std`` may predate an ``op.noise_std = ...``, as
+    ``from_spec`` sets it on the outer operator of a grouped family)."""
     if not isinstance(op, GroupedOperator):
         return op, list(range(op.batch_size))
     parts, order = [], []
@@ -138,7 +140,8 @@ def in_part_order(op: Operator) -> tuple[Operator, list[int]]:
     starts = [0]
     for part in parts:
         starts.append(starts[-1] + part.batch_size)
-    return GroupedOperator(parts, [range(a, b) for a, b in zip(starts, starts[1:])]), order
+    reordered = GroupedOperator(parts, [range(a, b) for a, b in zip(starts, starts[1:])])
+    return reordered.with_noise_std(op.noise_std[order]), order
 
 
 def group_by(
