@@ -273,3 +273,12 @@ def test_noise_outside_the_trained_range_is_one_note_and_still_answers(tmp_path,
     assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
                  "inpaint-box:noise=-1", "--method", "mmse", "--out", str(tmp_path)]) != 0
     assert "noise" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_bad_training_recipe_values_are_one_line(tmp_path):
+    """``--noise`` that is not a noise-levels text and ``--mmse-share`` outside [0, 1]."""
+    common = ("train", "--steps", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(run_cli(*common, "--noise", "loud"), "cannot read noise levels 'loud'")
+    assert_one_line_error(run_cli(*common, "--noise", "0.2:0.1"), "noise levels")
+    assert_one_line_error(run_cli(*common, "--mmse-share", "1.5"), "mmse_share must lie in [0, 1]")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

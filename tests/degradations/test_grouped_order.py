@@ -2,6 +2,7 @@
 same operators in any order, and ``round_trip`` against ``A⁺ transform(y, A z)`` on padded
 measurements."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,15 @@ def test_part_order_keeps_the_noise_a_spec_sets_on_a_grouped_family():
     assert bool((ordered.noise_std > 0).any())
     again, _ = deg.in_part_order(ordered)
     torch.testing.assert_close(again.noise_std, ordered.noise_std)
+
+
+def test_round_trip_and_noisy_inverse_name_the_shapes_they_expect():
+    op = mixed(batch=4)
+    z = torch.zeros(4, 2, *SHAPE)
+    y = torch.zeros(4, op.measurement_size)
+    with pytest.raises(ValueError, match="round_trip expects an image stack"):
+        op.round_trip(z[:, 0], y, transform)
+    with pytest.raises(ValueError, match="round_trip expects .* and y of shape"):
+        op.round_trip(z, y[:, :3], transform)
+    with pytest.raises(ValueError, match=r"lam must have shape \(4,\)"):
+        op.pinv_noisy(y, lam=torch.zeros(3))
