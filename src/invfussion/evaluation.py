@@ -250,7 +250,7 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
                 )
             check_guidance(nets[key], labels, spec.cfg)
         probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
-        note = noise_note(nets[key], probe)
+        note = None if method == "lmmse" else noise_note(nets[key], probe)  # lmmse never calls the network
         if note and f"{key} @ {spec_text}: {note}" not in record["notes"]:
             record["notes"].append(f"{key} @ {spec_text}: {note}")
         rows = evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features, labels, true_labels)

@@ -273,6 +273,14 @@ def test_noise_outside_the_trained_range_is_one_note_and_still_answers(tmp_path,
     assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
                  "inpaint-box:noise=-1", "--method", "mmse", "--out", str(tmp_path)]) != 0
     assert "noise" in capsys.readouterr().err.splitlines()[-1]
+    # evaluate notes it per model and degradation, but not for lmmse, which never calls the network
+    out = tmp_path / "eval.json"
+    common = ["evaluate", "--models", "m=mnist32-invfussion", "--degradations", "inpaint-box:noise=0.1",
+              "--num-images", "2", "--split", "validation", "--out", str(out), "--methods", "m:lmmse"]
+    assert main(common) == 0 and json.loads(out.read_text())["notes"] == []
+    assert main([*common, "m:mmse"]) == 0
+    assert [n.split(": ", 1) for n in json.loads(out.read_text())["notes"]] == [
+        ["m @ inpaint-box:noise=0.1", noise_note(models.load("mnist32-invfussion"), deg.from_spec("inpaint-box:noise=0.1", (1, 32, 32), batch=1))]]
 
 
 def test_bad_training_recipe_values_are_one_line(tmp_path):

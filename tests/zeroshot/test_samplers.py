@@ -270,3 +270,37 @@ def test_noisy_sample_mean_approaches_the_exact_posterior_mean(method):
     assert error < NOISY_TOLERANCE[method]
     if method in NOISE_AWARE:
         assert error < float((samples.double().mean(0) - noiseless).norm())
+
+
+def test_noisy_ddnm_reads_an_ill_conditioned_measurement_through_the_noise_aware_inverse(prior):
+    """Singular values from 1 down to 1e-4 (a blur's range) and σ_y = 0.1: through the exact A⁺
+    the correction would carry the noise amplified up to 10⁴-fold; through A⁺_σ the samples stay
+    within the prior's scale of the truth."""
+    batch = 32
+    basis = torch.linalg.qr(torch.randn(N, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64))[0].T
+    rows = torch.logspace(0, -4, 8, dtype=torch.float64)[:, None] * basis
+    op = DenseOperator(rows.expand(batch, -1, -1).contiguous(), noise_std=0.1)
+    x = sample_prior(prior, batch, seed=2)
+    out = zeroshot.ddnm(prior, op, op.measure(x, seed=3), steps=20)
+    assert float((out - x).square().mean().sqrt()) < 0.8  # 1.3 through the exact A⁺
+
+
+def test_ddrm_starts_from_the_measurement_in_the_range_space(prior):
+    """The authors' start: ``x_T = (I − P)σ_T ε + P(ȳ + σ_T ε)`` noiseless, so over many draws the
+    range part of the first network input averages to ``ȳ = A⁺y`` and the null part to 0."""
+    batch, sigma_max = 400, 0.5
+    op = DenseOperator(random_operator(1, 6).matrices.expand(batch, -1, -1).contiguous())
+    y = op.subset([0]).measure(sample_prior(prior, 1, seed=2), seed=3).expand(batch, -1).contiguous()
+    inputs = []
+
+    def recording(x, sigma):
+        inputs.append(x)
+        return prior(x, sigma)
+
+    zeroshot.ddrm(recording, op, y, steps=3, sigma_max=sigma_max)
+    start = inputs[0]
+    range_part = op.pinv(op.A(start))
+    tolerance = 4 * sigma_max / batch**0.5  # four standard errors per pixel
+    torch.testing.assert_close(range_part.mean(0), op.pinv(y)[0], atol=tolerance, rtol=0)
+    torch.testing.assert_close((start - range_part).mean(0), torch.zeros(IMAGE_SHAPE), atol=tolerance, rtol=0)
+    assert abs(float(start.std()) - sigma_max) < 0.1 * sigma_max

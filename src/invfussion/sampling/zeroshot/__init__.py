@@ -21,8 +21,9 @@ App. A.3 for the SVD-free forms); see each module:
 
 - DDRM: its noisy update with an SVD-free isotropic range space at the image-space noise level
   ``σ_eff`` (:func:`.common.effective_noise_std`; exact for equal singular values);
-- DDNM+: the range-space correction scaled down where its noise would exceed the step's fresh
-  noise, which is reduced to match (same ``σ_eff``);
+- DDNM+: the range-space correction through the noise-aware inverse ``A⁺_σ`` (``op.pinv_noisy``),
+  scaled down where its noise (``σ_eff`` through ``A⁺_σ``) would exceed the step's fresh noise,
+  which is reduced to match;
 - ΠGDM: the guidance ``Aᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂₀)``, exact through ``op.pinv_noisy``;
 - DPS: unchanged (its gradient step on ``‖y − A x̂₀‖`` is the authors' Gaussian-noise algorithm);
 - DAPS: the Gaussian likelihood ``‖A x₀ − y‖²/(2τ²)`` with ``τ = max(tau, σ_y)``.
@@ -31,7 +32,7 @@ On a Gaussian prior (tests/zeroshot) the sample mean of DDRM, ΠGDM and DAPS app
 noisy posterior mean; DPS and DDNM+ fit ``y`` nearly as if it were noiseless. At ``σ_y = 0``
 every method is its noiseless form.
 
-Defaults are the authors' budgets: DPS 1000 steps, DDRM 25 (η = 0.85, η_b = 1), DDNM 100,
+Defaults are the authors' budgets: DPS 1000 steps, DDRM 25 (η = 0.85, η_b = 1, from σ = 5), DDNM 100,
 ΠGDM 100, DAPS 200 annealing levels × 5 ODE steps (+ 100 Langevin steps each) = 1000 NFE.
 """
 

@@ -83,7 +83,7 @@ def steps_bar(sigmas: Sequence[float], progress: bool, method: str):
 
 
 def effective_noise_std(
-    op: Operator, seed: int, indices: Sequence[int], probes: int = 16
+    op: Operator, seed: int, indices: Sequence[int], probes: int = 16, noise_aware: bool = False
 ) -> Tensor:
     """SVD-free estimate of the measurement noise seen in image space, ``(B,)``.
 
@@ -97,9 +97,11 @@ def effective_noise_std(
 
     Limitation: the RMS is dominated by the smallest kept singular values, so for badly
     conditioned operators (motion blur, whose pseudo-inverse keeps singular values down to 1e-4 of
-    the largest) ``σ_eff`` is huge and the noisy DDRM / DDNM+ updates nearly ignore ``y``; they
-    are faithful for masks, random matrices and average pooling. DPS, ΠGDM and DAPS handle the
-    noise through the likelihood instead and do not use this estimate.
+    the largest) ``σ_eff`` is huge and DDRM's noisy updates nearly ignore ``y``; they are faithful
+    for masks, random matrices and average pooling. ``noise_aware``: the level seen
+    through ``A⁺_σ = Aᵀ(AAᵀ + λI)⁻¹`` (``op.pinv_noisy``) instead — ``A⁺_σ`` in place of ``A⁺`` in
+    both traces — whose gain ``s/(s² + λ)`` is at most ``1/(2√λ)``, so ``σ_eff ≤ σ_d`` (DDNM+).
+    DPS, ΠGDM and DAPS handle the noise through the likelihood instead and do not use this estimate.
     """
     sigma_y = op.noise_std
     out = torch.zeros_like(sigma_y)
@@ -107,7 +109,7 @@ def effective_noise_std(
         return out
     u = seeding.randn(seed, indices, (probes, op.measurement_size), "zeroshot/probes/y", sigma_y.device)
     u = u * op.measurement_mask().to(u.dtype)[:, None, :]
-    pinv_u = op.pinv(u)  # (B, probes, C, H, W)
+    pinv_u = (op.pinv_noisy if noise_aware else op.pinv)(u)  # (B, probes, C, H, W)
     inv_sq = pinv_u.square().flatten(1).sum(1)  # ∝ tr(A⁺ᵀA⁺)
     rank = (u * op.A(pinv_u)).flatten(1).sum(1)  # ∝ tr(AA⁺) = rank A
     ratio = inv_sq / rank.clamp_min(1e-12)

@@ -5,12 +5,14 @@ Each step replaces the range-space content of the estimate by the measurement's,
 ``x_next = a·x̂₀ + (1 − a)·x + s·z`` with ``a = 1 − √(σ_next² − s²)/σ`` and fresh noise ``s``.
 
 Noiseless (``σ_y = 0``): ``λ = 1``, so the final sample satisfies ``A x̂ = A A⁺ y`` exactly.
-Noisy (DDNM+, Wang et al. Sec. 3.3): the correction carries the measurement noise ``λ·A⁺ε_y``,
-of image-space level ``σ_eff`` (see :func:`.common.effective_noise_std`; the SVD-free isotropic
-approximation), which reaches ``x_next`` as ``a·λ·σ_eff`` and is taken out of the step's fresh
-noise: ``λ = 1`` where ``s ≥ a·σ_eff``, else ``λ = s/(a·σ_eff)``, and the fresh noise is
-``√(s² − (a·λ·σ_eff)²)``, so ``x_next`` keeps its noise level. The authors' "time-travel" trick
-is not used.
+Noisy (DDNM+, Wang et al. Sec. 3.3): the correction reads the measurement through the
+noise-aware inverse ``A⁺_σ = Aᵀ(AAᵀ + σ_y²/σ_d²·I)⁻¹`` (``op.pinv_noisy``) instead of ``A⁺``, whose
+smallest singular values would amplify the noise 10⁴-fold on a blur (the authors' SVD form drops
+those components instead); it carries the measurement noise ``λ·A⁺_σε_y``, of image-space level
+``σ_eff`` (see :func:`.common.effective_noise_std`; the SVD-free isotropic approximation), which
+reaches ``x_next`` as ``a·λ·σ_eff`` and is taken out of the step's fresh noise: ``λ = 1`` where
+``s ≥ a·σ_eff``, else ``λ = s/(a·σ_eff)``, and the fresh noise is ``√(s² − (a·λ·σ_eff)²)``, so
+``x_next`` keeps its noise level. The authors' "time-travel" trick is not used.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def ddnm(
     """
     idx, x = start(op, y, seed, indices, "ddnm", sigma_max)
     noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
-    sigma_eff = effective_noise_std(op, seed, idx).to(x.dtype)
+    sigma_eff = effective_noise_std(op, seed, idx, noise_aware=True).to(x.dtype)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "ddnm"
     ):
@@ -66,7 +68,7 @@ def ddnm(
         s = ddim_noise_std(sigma, sigma_next, eta)
         carried = (1 - (sigma_next**2 - s**2) ** 0.5 / sigma) * sigma_eff  # a·σ_eff
         lam = torch.where(carried > s, s / carried.clamp_min(1e-12), torch.ones_like(carried))
-        x0 = x0 + per_example(lam, x0) * op.pinv(y - op.A(x0))
+        x0 = x0 + per_example(lam, x0) * op.pinv_noisy(y - op.A(x0))
         fresh = None
         if s > 0:
             fresh_std = (s**2 - (lam * carried) ** 2).clamp_min(0).sqrt()

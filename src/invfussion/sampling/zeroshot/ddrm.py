@@ -10,6 +10,8 @@ range space as isotropic with the image-space measurement noise ``σ_eff``
 - range space, ``σ' ≥ σ_eff``: ``P[(1 − η_b)·x̂₀ + √(σ'² − η_b²σ_eff²)·z] + η_b·ȳ``
 - range space, ``σ' < σ_eff``: ``P[x̂₀ + √(1−η²)·σ'·(ȳ − x̂₀)/σ_eff + η·σ'·z]``.
 
+The start is the authors' too: ``x_T = (I − P)σ_T ε + P[ȳ + √(σ_T² − σ_eff²)·ε]`` where
+``σ_T ≥ σ_eff`` (else ``σ_T ε``), so a schedule may start low (``sigma_max``) from the measurement.
 These are Kawar et al.'s per-singular-value updates (their ``σ_y/s_i`` replaced by one
 ``σ_eff``), so the method is exact where the nonzero singular values are equal (masks, average
 pooling, orthonormal rows) — the InvFussion paper's SVD-free form assumes them equal to 1, i.e.
@@ -38,6 +40,7 @@ from .common import (
 )
 
 DEFAULT_STEPS = 25
+DEFAULT_SIGMA_MAX = 5.0
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def ddrm(
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     indices: Sequence[int] | None = None,
-    sigma_max: float = 80.0,
+    sigma_max: float = DEFAULT_SIGMA_MAX,
     sigma_min: float = 0.002,
     progress: bool = False,
     eta: float = 0.85,
@@ -58,6 +61,9 @@ def ddrm(
     """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
+        sigma_max: the first noise level; the default, 5, starts from the measurement's range
+            space rather than from near-pure noise (σ = 80), chosen on validation digits
+            (BENCHMARKS.md, "Baselines as strong as the public ones").
         eta: stochasticity of the null-space (and noise-dominated range-space) updates.
         eta_b: weight of the measurement in the range-space update where it is trusted.
     """
@@ -68,6 +74,9 @@ def ddrm(
 
     def range_part(v: Tensor) -> Tensor:
         return op.pinv(op.A(v))
+
+    measured_start = (sigma_max**2 - sigma_eff**2).clamp_min(0).sqrt() / sigma_max
+    x = torch.where(sigma_max >= sigma_eff, x + y_bar + (measured_start - 1) * range_part(x), x)
 
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "ddrm"
