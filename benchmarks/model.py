@@ -17,6 +17,11 @@ windows after the first (warm-up) window.
     python benchmarks/model.py --threads 1 --clock process   # on a shared, loaded CPU machine
     python benchmarks/model.py --skip-ffhq64 --train-steps 30 --train-rounds 3
     python benchmarks/model.py --skip-ffhq64 --compile     # torch.compile (models.compile_denoiser)
+    python benchmarks/model.py --skip-ffhq64 --compile --fdl-profile --threads 1 --clock process
+
+``--fdl-profile`` adds where InvFussion's extra time goes: a variant whose Feature Degradation
+Layers are the identity (the joint attention's work stays), and the FDL's forward + backward per
+level and per degradation family of the batch.
 
 ``--clock process`` times CPU seconds used by this process (with one thread: the wall time the
 step would take on an idle core), which other processes' load does not inflate.
@@ -25,6 +30,7 @@ step would take on an idle core), which other processes' load does not inflate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,14 +46,29 @@ from torch.utils.flop_counter import FlopCounterMode
 from invfussion import degradations as deg
 from invfussion import models
 
-VARIANTS = [  # preset, conditioning, batch, batch in part order
-    ("mnist32", "invfussion", 64, True),
-    ("mnist32", "invfussion", 64, False),
-    ("mnist32", "palette", 64, True),
-    ("mnist32", "unconditional", 64, True),
-    ("ffhq64", "invfussion", 4, True),
-    ("ffhq64", "palette", 4, True),
+VARIANTS = [  # preset, conditioning, batch, batch in part order, FDL = identity
+    ("mnist32", "invfussion", 64, True, False),
+    ("mnist32", "invfussion", 64, False, False),
+    ("mnist32", "palette", 64, True, False),
+    ("mnist32", "unconditional", 64, True, False),
+    ("ffhq64", "invfussion", 4, True, False),
+    ("ffhq64", "palette", 4, True, False),
 ]
+WITHOUT_FDL = ("mnist32", "invfussion", 64, True, True)  # --fdl-profile
+
+
+@contextlib.contextmanager
+def fdl_identity(enabled: bool):
+    """Every Feature Degradation Layer returns its input (the joint attention still runs on it)."""
+    from invfussion.models.invfussion import FeatureDegradationLayer
+
+    original = FeatureDegradationLayer.forward
+    if enabled:
+        FeatureDegradationLayer.forward = lambda self, z, op, y: z * 1.0
+    try:
+        yield
+    finally:
+        FeatureDegradationLayer.forward = original
 
 
 class Variant:
@@ -57,12 +78,15 @@ class Variant:
         conditioning: str,
         batch: int,
         part_order: bool,
+        fdl_off: bool,
         device: torch.device,
         amp: str | None,
         clock,
         compile_: bool,
     ):
-        self.name = f"{preset} {conditioning}" + ("" if part_order else " (mixed order)")
+        self.name = f"{preset} {conditioning}" + ("" if part_order else " (mixed order)") + (
+            " (FDL = identity)" if fdl_off else "")
+        self.fdl_off = fdl_off
         self.batch = batch
         self.device = device
         self.amp = amp
@@ -96,7 +120,7 @@ class Variant:
         sigma = (torch.randn(self.batch, device=self.device) * 1.6 - 0.8).exp()
         noisy = self.x + sigma[:, None, None, None] * torch.randn_like(self.x)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "", torch.float32)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp is not None):
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp is not None), fdl_identity(self.fdl_off):
             denoised, logvar = self.net(noisy, sigma, self.op, self.y, return_logvar=True)
         weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
         loss = (
@@ -146,6 +170,8 @@ def main() -> None:
     parser.add_argument("--trainer-steps", type=int, default=0,
                         help="also time the training loop's own steps (loader item + step + EMA, default recipe), "
                              "eager and compiled, with this script's clock")
+    parser.add_argument("--fdl-profile", action="store_true",
+                        help="also InvFussion with identity FDLs, and the FDL's time per level and family")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
@@ -164,7 +190,9 @@ def main() -> None:
     chosen = [v for v in VARIANTS if not (args.skip_ffhq64 and v[0] == "ffhq64")]
     if args.compile:  # compiling takes minutes per network on a CPU: the pair that matters only
         chosen = [v for v in chosen if v[3] and v[1] != "unconditional"]
-    variants = [Variant(p, c, b, o, device, args.amp, clock, args.compile) for p, c, b, o in chosen]
+    if args.fdl_profile:
+        chosen.insert(1, WITHOUT_FDL)
+    variants = [Variant(p, c, b, o, f, device, args.amp, clock, args.compile) for p, c, b, o, f in chosen]
     for v in variants:
         if not args.compile:
             v.count_flops()
@@ -210,10 +238,52 @@ def main() -> None:
             loader = loader_seconds(clock)
             print(f"drawing one batch of 64 (paper mixture, part order, on the CPU): {loader * 1e3:.0f} ms median, "
                   f"{loader / medians[f'{preset} invfussion']:.0%} of the InvFussion step")
+    if args.fdl_profile:
+        ratio = medians[WITHOUT_FDL_NAME] / medians["mnist32 palette"]
+        fdl = (medians["mnist32 invfussion"] - medians[WITHOUT_FDL_NAME]) / medians["mnist32 palette"]
+        print(f"mnist32 InvFussion with identity FDLs / Palette: {ratio:.2f}×; the FDLs add {fdl:.2f}× of Palette's step")
+        fdl_parts(clock, args.rounds)
     if args.trainer_steps:
         trainer_steps(args.trainer_steps, args.device, clock)
     if args.train_steps:
         train_throughput(args.train_steps, args.train_rounds, args.device, args.threads, args.train_flags.split())
+
+
+WITHOUT_FDL_NAME = "mnist32 invfussion (FDL = identity)"
+
+
+def fdl_parts(clock, rounds: int) -> None:
+    """Forward + backward of one mnist32 FDL (level 0: 8×8 tokens of 128, level 1: 4×4 of 256) on
+    the paper-mixture batch of 64 in part order, whole and per part (degradation family)."""
+    from invfussion.models.invfussion import FeatureDegradationLayer
+
+    shape = (1, 32, 32)
+    op = deg.in_part_order(deg.Mixture.paper().sample(64, shape, seed=0))[0]
+    y = op.measure(torch.rand(64, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1, seed=0)
+    parts, start = [], 0
+    for part in op.parts:
+        parts.append((part, slice(start, start + part.batch_size)))
+        start += part.batch_size
+
+    def seconds(fdl, tokens, part, measured) -> float:
+        times = []
+        for _ in range(rounds + 1):
+            z = tokens.clone().requires_grad_()
+            begin = clock()
+            fdl(z, part, measured).square().sum().backward()
+            times.append(clock() - begin)
+        return statistics.median(times[1:])
+
+    print("\nOne FDL, forward + backward (ms, median), on the batch of 64 and per part:\n")
+    names = [f"{type(p).__name__} ({p.batch_size})" for p, _ in parts]
+    print("| level | whole batch | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(parts))
+    for level, (tokens, width, patch) in enumerate([(8, 128, 4), (4, 256, 8)]):
+        torch.manual_seed(0)
+        fdl = FeatureDegradationLayer(width, patch, 1)
+        z = torch.randn(64, tokens, tokens, width)
+        cells = [seconds(fdl, z, op, y)] + [seconds(fdl, z[s], p, y[s, : p.measurement_size]) for p, s in parts]
+        print(f"| {level} ({tokens}×{tokens} tokens of {width}) | " + " | ".join(f"{c * 1e3:.1f}" for c in cells) + " |")
 
 
 def loader_seconds(clock, steps: int = 20) -> float:
