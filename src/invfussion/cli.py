@@ -125,7 +125,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, device=args.device, split=args.split,
                           data=args.data, fd_weights=args.fd_weights, compile=args.compile,
                           class_labels=None if args.class_labels == "none" else args.class_labels, cfg=args.cfg,
-                          consistent=args.consistent)
+                          consistent=args.consistent, solver=args.solver)
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
@@ -169,6 +169,11 @@ def _add_consistent(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistent", action="store_true",
                    help="also report each method's outputs moved onto the measurement as <method>+consistent: "
                         "x + A⁺(y − Ax) (the exact projection) when noiseless, x + A⁺_σ(y − Ax) when noisy")
+
+
+def _add_solver(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solver", default="heun", choices=("heun", "euler", "dpmpp2m"),
+                   help="the posterior sampler's ODE solver (heun: 2·steps − 1 network calls, the others: steps)")
 
 
 def _add_guidance(p: argparse.ArgumentParser) -> None:
@@ -252,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "zero-shot method: dps, ddrm, ddnm, pigdm, daps")
     p.add_argument("--num-samples", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
-    p.add_argument("--solver", default="heun", help="heun, euler or dpmpp2m (posterior)")
+    _add_solver(p)
     p.add_argument("--uncertainty", type=int, default=0, metavar="K",
                    help="also write the per-pixel std map and the top-K sample-PCA directions")
     _add_consistent(p)
@@ -268,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=16)
     _add_guidance(p)
     p.add_argument("--steps", type=int, default=32)
-    p.add_argument("--solver", default="heun")
+    _add_solver(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
@@ -293,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance weight w ≥ 0 (needs --class-labels true)")
     _add_consistent(p)
     p.add_argument("--steps", type=int, default=None)
+    _add_solver(p)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

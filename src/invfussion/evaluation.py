@@ -54,6 +54,7 @@ class EvaluationSpec:
         split: the embedded MNIST split: ``"test"`` for the final tables, ``"validation"`` for recipe choices.
         samples_per_image: posterior samples per digit (PSNR averages over them).
         steps: sampler steps (``None``: each method's default budget).
+        solver: the posterior sampler's ODE solver (``heun``, ``euler`` or ``dpmpp2m``).
         data: a folder or zip of the user's images to evaluate on instead of the MNIST ``split``.
         fd_weights: Inception-v3 weights file for FD on ``data`` (see :class:`invfussion.metrics.InceptionFeatures`).
         class_labels: ``"true"``: condition every network call on each digit's own label (a
@@ -79,6 +80,7 @@ class EvaluationSpec:
     class_labels: str | None = None
     cfg: float | None = None
     consistent: bool = False
+    solver: str = "heun"
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -112,8 +114,9 @@ def _load_results(path: Path, spec: EvaluationSpec) -> dict:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it or pass another --out.") from None
     if record.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{path} is not an invfussion evaluation file; pass another --out.")
-    saved = {"split": "test", **record["spec"]}  # files from before the validation split hold test digits
-    same = {k: saved.get(k) for k in ("num_images", "samples_per_image", "seed", "steps", "models", "split", "data")}
+    saved = {"split": "test", "solver": "heun", **record["spec"]}  # older files: test digits, Heun
+    same = {k: saved.get(k) for k in ("num_images", "samples_per_image", "seed", "steps", "solver", "models", "split",
+                                      "data")}
     want = {k: getattr(spec, k) for k in same}
     if same != want:
         raise ValueError(f"{path} was made with other settings ({same}); pass another --out to start afresh.")
@@ -147,7 +150,7 @@ def evaluate_cell(
         y = op.measure(xb, seed=spec.seed, indices=idx)
         t0 = time.perf_counter()
         labels = None if class_labels is None else class_labels[idx].to(spec.device)
-        out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps,
+        out, nfe = run_method(method, net, op, y, spec.samples_per_image, spec.seed, idx, spec.steps, spec.solver,
                               class_labels=labels, cfg=spec.cfg)
         seconds[method] += time.perf_counter() - t0
         outputs = {method: out}

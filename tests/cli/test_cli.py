@@ -290,3 +290,18 @@ def test_bad_training_recipe_values_are_one_line(tmp_path):
     assert_one_line_error(run_cli(*common, "--noise", "0.2:0.1"), "noise levels")
     assert_one_line_error(run_cli(*common, "--mmse-share", "1.5"), "mmse_share must lie in [0, 1]")
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_evaluate_takes_the_posterior_solver_and_keeps_it_in_the_results_identity(tmp_path):
+    from invfussion.cli import build_parser
+    from invfussion.sampling.solvers import SOLVERS
+
+    out = tmp_path / "nfe.json"
+    common = ["evaluate", "--models", "m=mnist32-invfussion", "--methods", "m:posterior", "--degradations", "matrix",
+              "--num-images", "2", "--split", "validation", "--steps", "3", "--out", str(out)]
+    assert main([*common, "--solver", "dpmpp2m"]) == 0
+    record = json.loads(out.read_text())
+    assert record["spec"]["solver"] == "dpmpp2m" and record["cells"]["m:posterior @ matrix"]["nfe"] == 3
+    assert_one_line_error(run_cli(*common, "--solver", "heun"), "made with other settings")
+    evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    assert set(next(a for a in evaluate._actions if a.dest == "solver").choices) == set(SOLVERS)
