@@ -21,12 +21,13 @@ from ..solvers import karras_sigmas
 Denoiser = Callable[..., Tensor]
 
 
-def sigma_schedule(steps: int, sigma_min: float, sigma_max: float) -> list[float]:
-    """The EDM (ρ = 7) noise levels ``σ_max … σ_min`` followed by 0, as ``steps + 1`` floats.
+def sigma_schedule(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
+    """The EDM noise levels ``σ_max … σ_min`` followed by 0, as ``steps + 1`` floats (``ρ = 7``
+    crowds them at low noise, ``ρ = 1`` spaces them evenly).
 
     One denoiser call per step from ``σ_i`` to ``σ_{i+1}``.
     """
-    return karras_sigmas(steps, sigma_min, sigma_max).tolist()
+    return karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
 
 
 def denoise(net: Denoiser, x: Tensor, sigma: float) -> Tensor:

@@ -57,6 +57,7 @@ def ddrm(
     progress: bool = False,
     eta: float = 0.85,
     eta_b: float = 1.0,
+    rho: float = 7.0,
 ) -> Tensor:
     """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
@@ -66,6 +67,7 @@ def ddrm(
             (BENCHMARKS.md, "Baselines as strong as the public ones").
         eta: stochasticity of the null-space (and noise-dominated range-space) updates.
         eta_b: weight of the measurement in the range-space update where it is trusted.
+        rho: spacing of the noise levels (7: EDM's; 1: even, as deepinv's DDRM spaces them).
     """
     idx, x = start(op, y, seed, indices, "ddrm", sigma_max)
     noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddrm/step", y.device)
@@ -79,7 +81,7 @@ def ddrm(
     x = torch.where(sigma_max >= sigma_eff, x + y_bar + (measured_start - 1) * range_part(x), x)
 
     for sigma, sigma_next in steps_bar(
-        sigma_schedule(steps, sigma_min, sigma_max), progress, "ddrm"
+        sigma_schedule(steps, sigma_min, sigma_max, rho), progress, "ddrm"
     ):
         x0 = denoise(net, x, sigma)
         z = noise.draw() if sigma_next > 0 else torch.zeros_like(x)
