@@ -6,15 +6,29 @@ as the prior of both libraries: invfussion's samplers call it directly, deepinv'
 1×32×32 images — pixel in-painting (30% of the pixels kept, one fixed mask) noiseless and with
 σ = 0.05 in deepinv's [0, 1] units (σ_y = 0.1 in ours), and a Gaussian blur (σ = 2 px, circular
 FFT) — wrapped for invfussion with :func:`~invfussion.integrations.deepinv.from_physics`. Both
-libraries get the same measurements of the same ``--num-images`` balanced test digits (made once
-by ``physics(x₀₁)``; ours converted exactly by ``2·y₀₁ − A 1``) and the same number of denoiser
-calls per method (counted, in the NFE column); every other setting is the library's default (DPS guidance ζ = 0.5 on
+libraries get the same measurements of the same ``--num-images`` balanced digits of ``--split``
+(``test`` by default, ``validation`` to choose settings on; made once by ``physics(x₀₁)``; ours
+converted exactly by ``2·y₀₁ − A 1``) and the same number of denoiser calls per method (counted,
+in the NFE column); every other setting is the library's default (DPS guidance ζ = 0.5 on
 ‖y − A x̂₀‖ in [-1, 1] for invfussion, weight 1 in [0, 1] with the VP schedule for deepinv;
 DDRM η = 0.85, η_b = 1 for both, σ from 80 for invfussion and from 1 ([0, 1] units) for deepinv).
 PSNR is ``invfussion.metrics.psnr`` on the [-1, 1] images (the paper's 8-bit scale).
 
+deepinv's DPS puts its guidance inside the score of its reverse SDE, so its step on
+∇‖y − A x̂₀‖ is ``weight·(σ_t² − σ_{t+dt}²)/2`` in [-1, 1] units (σ of the VP schedule, 152 → 0),
+where the paper's (and invfussion's) is a constant ζ per step: with weight 1 the guidance below
+σ = 1 adds up to 0.5 over all steps, ours to 0.5 × 404 steps, and deepinv's DPS stays close to
+an unguided prior sample. ``--deepinv-dps KEY=VALUE,…`` adds a row of deepinv's DPS with other
+public settings (``weight``, ``guidance`` norm/annealed, ``solver`` ddpm/ancestral/ddim/euler,
+``schedule`` vp/ve), e.g. ``--deepinv-dps weight=300`` (the best of weights 1–1000, norm and
+annealed guidance, DDIM and VE variants on 10 validation digits, mean over the three columns);
+``--methods`` keeps only some of the default rows.
+
     python benchmarks/deepinv_crosscheck.py                          # 20 digits, DPS 1000, DDRM 25
     python benchmarks/deepinv_crosscheck.py --num-images 2 --steps 4 # a quick check
+    # a sweep on validation digits, extra rows only:
+    python benchmarks/deepinv_crosscheck.py --split validation --num-images 10 --methods \
+        --deepinv-dps weight=100 --deepinv-dps guidance=annealed,weight=10
 
 Needs deepinv: ``pip install "invfussion[deepinv]"``.
 """
@@ -78,11 +92,46 @@ def ours(name: str) -> Method:
     return run
 
 
-def deepinv_dps(net, physics, y01, indices, steps, seed):
-    torch.manual_seed(seed + indices[0])
-    # deepinv's ancestral DPS makes num_steps − 1 denoiser calls (none at its final t = 0)
-    model = dinv.sampling.DPS(DeepinvDenoiser(net), num_steps=steps + 1)
-    return from_deepinv_image(model(y01, physics).float())
+def deepinv_dps_with(**options: object) -> Method:
+    """deepinv's DPS with keyword ``options`` (weight, guidance, solver, schedule) on top of its
+    defaults; the ancestral solvers (ddpm, ancestral, ddim) make ``num_steps − 1`` denoiser calls
+    (none at the final t = 0); Euler, and the VE schedule (σ(0) = 0.001), make one more (a final
+    denoising)."""
+
+    def run(net, physics, y01, indices, steps, seed):
+        torch.manual_seed(seed + indices[0])
+        model = dinv.sampling.DPS(DeepinvDenoiser(net), num_steps=steps + 1, **options)
+        return from_deepinv_image(model(y01, physics).float())
+
+    return run
+
+
+deepinv_dps = deepinv_dps_with()
+
+DPS_OPTIONS = {"weight": float, "guidance": str, "solver": str, "schedule": str}
+
+
+def parse_dps_options(text: str) -> dict[str, object]:
+    """``"weight=100,guidance=annealed"`` → ``{"weight": 100.0, "guidance": "annealed"}``."""
+    options: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in DPS_OPTIONS or not value:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: give KEY=VALUE pairs, KEY one of {', '.join(DPS_OPTIONS)}"
+            )
+        options[key] = DPS_OPTIONS[key](value.strip())
+    if not options:
+        raise argparse.ArgumentTypeError("give at least one KEY=VALUE pair")
+    return options
+
+
+def dps_row_name(options: dict[str, object]) -> str:
+    described = ", ".join(
+        f"weight {v:g}" if k == "weight" else f"{k} {v}" for k, v in options.items()
+    )
+    return f"deepinv DPS ({described})"
 
 
 def deepinv_ddrm(net, physics, y01, indices, steps, seed):
@@ -96,7 +145,7 @@ def pseudo_inverse(net, physics, y01, indices, steps, seed):
     return op.pinv(op.from_deepinv_measurement(y01))
 
 
-METHODS: dict[str, tuple[str, Method]] = {
+METHODS: dict[str, tuple[str, Method]] = {  # the default rows; --methods picks by these names
     "A⁺y": ("", pseudo_inverse),
     "invfussion DPS": ("DPS", ours("DPS")),
     "deepinv DPS": ("DPS", deepinv_dps),
@@ -107,7 +156,29 @@ METHODS: dict[str, tuple[str, Method]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-images", type=int, default=20, help="balanced test digits")
+    parser.add_argument("--num-images", type=int, default=20, help="balanced digits of --split")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("validation", "test"),
+        help="digits to measure (choose settings on validation; the table is on test)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=list(METHODS),
+        metavar="NAME",
+        help=f"default rows to run (of {', '.join(repr(m) for m in METHODS)}; none: extras only)",
+    )
+    parser.add_argument(
+        "--deepinv-dps",
+        type=parse_dps_options,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,…",
+        help="an extra row of deepinv's DPS with these settings (weight=, guidance=norm|annealed, "
+        "solver=ddpm|ancestral|ddim|euler, schedule=vp|ve); repeatable",
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="steps of every method (default DPS 1000, DDRM 25)"
     )
@@ -119,9 +190,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; choose from {list(METHODS)}")
+    methods = {name: METHODS[name] for name in METHODS if name in args.methods}
+    for options in args.deepinv_dps:
+        methods[dps_row_name(options)] = ("DPS", deepinv_dps_with(**options))
+
     net = sampling.NFECounter(models.load(args.model))  # counts the denoiser calls per batch
-    images, _ = load_mnist("test")
-    x = images[balanced_indices(args.num_images, "test")]
+    images, _ = load_mnist(args.split)
+    x = images[balanced_indices(args.num_images, args.split)]
     cases = physics_cases(args.seed)
     measurements = {}
     for column, physics in cases.items():
@@ -133,8 +211,8 @@ def main() -> None:
         list(range(s, min(s + args.batch_size, args.num_images)))
         for s in range(0, args.num_images, args.batch_size)
     ]
-    bar = tqdm(total=len(METHODS) * len(cases) * len(batches), desc="crosscheck")
-    for method, (family, run) in METHODS.items():
+    bar = tqdm(total=len(methods) * len(cases) * len(batches), desc="crosscheck")
+    for method, (family, run) in methods.items():
         steps = args.steps or DEFAULT_STEPS.get(family, 0)
         for column, physics in cases.items():
             outputs, start = [], time.perf_counter()
@@ -153,13 +231,14 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     print(
-        f"commit {commit or '?'}, model {args.model}, {args.num_images} balanced test digits, "
+        f"commit {commit or '?'}, model {args.model}, "
+        f"{args.num_images} balanced {args.split} digits, "
         f"deepinv {dinv.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     head = ["method", *(f"{c} PSNR↑" for c in cases), "NFE (measured)", "s/image (median)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for method in METHODS:
+    for method in methods:
         psnrs = [f"{results[method, c][0]:.2f}" for c in cases]
         nfe = max(results[method, c][2] for c in cases)
         seconds = float(np.median([results[method, c][1] for c in cases]))
