@@ -11,7 +11,10 @@ PSNR per degradation:
   range space, so a low start is meaningful;
 - DDNM+ on noisy measurements, its correction through the exact ``A⁺`` (the form before this
   change) or the noise-aware ``A⁺_σ`` (``op.pinv_noisy``, the library's form now);
-- DDRM with every ``A⁺`` replaced by ``A⁺_σ`` (tried for noisy measurements, not adopted).
+- DDRM with every ``A⁺`` replaced by ``A⁺_σ`` (tried for noisy measurements, not adopted);
+- DPS's guidance step ``zeta`` (deepinv's DPS only works at a weight ~300× its default, where it
+  beats ours on the cross-check: ``benchmarks/results/deepinv/``), on ``--dps-images`` digits
+  (1,000 network calls with gradients each).
 
 Every cell is cached in ``--out`` (JSON), so an interrupted run resumes and a rerun only prints.
 
@@ -25,6 +28,7 @@ import copy
 import json
 from pathlib import Path
 
+DPS_ZETAS = [0.5, 1.0, 2.0, 4.0]
 DDRM_SETTINGS = [(7.0, 80.0), (7.0, 10.0), (7.0, 5.0), (7.0, 2.0), (1.0, 5.0), (1.0, 2.0), (1.0, 1.0)]
 NOISELESS = ["motion-blur", "inpaint-patches", "matrix"]
 NOISY = [f"{spec}:noise=0.1" for spec in NOISELESS]
@@ -35,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mnist32-unconditional", help="unconditional prior (name or path)")
     parser.add_argument("--num-images", type=int, default=50, help="balanced validation digits")
+    parser.add_argument("--dps-images", type=int, default=10, help="the first balanced validation digits for DPS")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/baselines/settings.json"))
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
@@ -69,26 +74,28 @@ def main() -> None:
     idx = list(range(args.num_images))
     net = load(args.model)
     settings = {"model": args.model, "num_images": args.num_images, "split": "validation"}
+    dps_x, dps_idx = images[balanced_indices(args.dps_images, "validation")], list(range(args.dps_images))
     record = json.loads(args.out.read_text()) if args.out.exists() else {"settings": settings, "cells": {}}
     if record["settings"] != settings:
         raise SystemExit(f"error: {args.out} was made with {record['settings']}; pass another --out.")
     cells = record["cells"]
 
     def cell(method: str, spec: str, inverse: str = "default", **options) -> float:
-        key = f"{method} {json.dumps(options, sort_keys=True)} inverse={inverse} @ {spec}"
+        clean, indices = (dps_x, dps_idx) if method == "dps" else (x, idx)
+        key = f"{method} {json.dumps(options, sort_keys=True)} inverse={inverse} n={len(indices)} @ {spec}"
         if key not in cells:
-            op = deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=idx, seed=0)
-            y = op.measure(x, seed=0, indices=idx)
-            out = zeroshot.get(method)(net, with_inverse(op, inverse), y, seed=0, indices=idx, **options)
-            cells[key] = float(psnr(out, x).mean())
+            op = deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=indices, seed=0)
+            y = op.measure(clean, seed=0, indices=indices)
+            out = zeroshot.get(method)(net, with_inverse(op, inverse), y, seed=0, indices=indices, **options)
+            cells[key] = float(psnr(out, clean).mean())
             args.out.parent.mkdir(parents=True, exist_ok=True)
             tmp = args.out.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1) + "\n")
             tmp.replace(args.out)
         return cells[key]
 
-    def table(title: str, rows: dict[str, list[float]], columns: list[str]) -> None:
-        print(f"\n{title} — PSNR (dB), N = {args.num_images} balanced validation digits, {args.model}\n")
+    def table(title: str, rows: dict[str, list[float]], columns: list[str], n: int = args.num_images) -> None:
+        print(f"\n{title} — PSNR (dB), N = {n} balanced validation digits, {args.model}\n")
         print("| setting | " + " | ".join(columns) + " |")
         print("|---|" + "---:|" * len(columns))
         for name, values in rows.items():
@@ -109,6 +116,13 @@ def main() -> None:
         f"{name}": [cell("ddrm", spec, inverse=inverse) for spec in NOISY]
         for name, inverse in (("exact A⁺ (now)", "default"), ("A⁺_σ everywhere", "noise-aware"))
     }, NOISY)
+
+    dps_columns = [CROSS_CHECK, *NOISELESS, NOISY[0]]
+    dps_rows = {f"ζ = {zeta:g}": [cell("dps", spec, zeta=zeta) for spec in dps_columns] for zeta in DPS_ZETAS}
+    for values in dps_rows.values():
+        values.append(sum(values[1:]) / (len(dps_columns) - 1))
+    table("DPS (1,000 steps): the guidance step ζ on ∇‖y − A x̂₀‖", dps_rows,
+          [*dps_columns, "mean of the paper's four"], args.dps_images)
 
 
 if __name__ == "__main__":
