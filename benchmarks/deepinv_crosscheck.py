@@ -9,9 +9,11 @@ FFT) — wrapped for invfussion with :func:`~invfussion.integrations.deepinv.fro
 libraries get the same measurements of the same ``--num-images`` balanced digits of ``--split``
 (``test`` by default, ``validation`` to choose settings on; made once by ``physics(x₀₁)``; ours
 converted exactly by ``2·y₀₁ − A 1``) and the same number of denoiser calls per method (counted,
-in the NFE column); every other setting is the library's default (DPS guidance ζ = 0.5 on
-‖y − A x̂₀‖ in [-1, 1] for invfussion, weight 1 in [0, 1] with the VP schedule for deepinv;
-DDRM η = 0.85, η_b = 1 for both, σ from 80 for invfussion and from 1 ([0, 1] units) for deepinv).
+in the NFE column); every other setting is the library's default (DPS guidance ζ = 2 on
+‖y − A x̂₀‖ in [-1, 1] for invfussion — 0.5 before commit 7271384 — weight 1 in [0, 1]
+with the VP schedule for deepinv; DDRM η = 0.85, η_b = 1 for both, invfussion's from σ = 5 with
+EDM spacing starting from the measurement — from σ = 80 before — and deepinv's from 1 ([0, 1]
+units), evenly spaced).
 PSNR is ``invfussion.metrics.psnr`` on the [-1, 1] images (the paper's 8-bit scale).
 
 deepinv's DPS puts its guidance inside the score of its reverse SDE, so its step on
