@@ -67,6 +67,7 @@ def main() -> None:
     from invfussion.metrics import psnr
     from invfussion.models import load
     from invfussion.sampling import zeroshot
+    from invfussion.storage import write_text_atomically
 
     torch.set_num_threads(args.threads)
     images, _ = load_mnist("validation")
@@ -89,9 +90,7 @@ def main() -> None:
             out = zeroshot.get(method)(net, with_inverse(op, inverse), y, seed=0, indices=indices, **options)
             cells[key] = float(psnr(out, clean).mean())
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
-            tmp.replace(args.out)
+            write_text_atomically(args.out, json.dumps(record, indent=1) + "\n")
         return cells[key]
 
     def table(title: str, rows: dict[str, list[float]], columns: list[str], n: int = args.num_images) -> None:

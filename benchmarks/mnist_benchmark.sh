@@ -46,15 +46,15 @@ family() {  # one degradation family: every method, cached in its own files
 export -f file evaluate family
 printf '%s\n' $NOISELESS $NOISY | xargs -P "$JOBS" -I{} bash -c 'family "{}"'
 
-merged() { for fam in "$@"; do echo "$(file "$fam")$SUFFIX.json"; done; }
+files() { local suffix=$1; shift; for fam in "$@"; do echo "$(file "$fam")$suffix.json"; done; }  # SUFFIX FAMILY...
 echo "## Table 1 (+ Table 3 column outpaint-box): noiseless, N=$N test digits, 1 sample each"
-SUFFIX="" python benchmarks/print_results.py --merge $(SUFFIX="" merged $NOISELESS)
+python benchmarks/print_results.py --merge $(files "" $NOISELESS)
 echo "## DPS and DAPS on the first $SUBSET of those digits"
-python benchmarks/print_results.py --merge $(SUFFIX="-n$SUBSET" merged $NOISELESS)
+python benchmarks/print_results.py --merge $(files "-n$SUBSET" $NOISELESS)
 echo "## Table 8: σ_y = 0.1, N=$N"
-python benchmarks/print_results.py --merge $(SUFFIX="" merged $NOISY)
+python benchmarks/print_results.py --merge $(files "" $NOISY)
 echo "## Table 8, DPS and DAPS on the first $SUBSET digits"
-python benchmarks/print_results.py --merge $(SUFFIX="-n$SUBSET" merged $NOISY)
+python benchmarks/print_results.py --merge $(files "-n$SUBSET" $NOISY)
 
 echo "## Table 7: the MMSE — one call, a dedicated MMSE model, the mean of 8 posterior samples (N=$N)"
 TABLE7="motion-blur matrix"
@@ -65,7 +65,7 @@ if [ -n "${MMSE_MODEL:-}" ]; then
   MODELS="mmse=$MMSE_MODEL" evaluate "$OUT/table7-dedicated" --degradations $TABLE7 --num-images "$N" --methods mmse:mmse
   tables7+=("$OUT/table7-dedicated.json")
 fi
-python benchmarks/print_results.py --merge "${tables7[@]}" $(SUFFIX="" merged $TABLE7) \
+python benchmarks/print_results.py --merge "${tables7[@]}" $(files "" $TABLE7) \
   --rows invfussion:mmse invfussion:posterior-mean mmse:mmse invfussion:lmmse
 
 echo "## InvFussion's posterior against network calls (N=$N; rows: solver-NFE)"

@@ -239,17 +239,15 @@ def main() -> None:
             print(f"drawing one batch of 64 (paper mixture, part order, on the CPU): {loader * 1e3:.0f} ms median, "
                   f"{loader / medians[f'{preset} invfussion']:.0%} of the InvFussion step")
     if args.fdl_profile:
-        ratio = medians[WITHOUT_FDL_NAME] / medians["mnist32 palette"]
-        fdl = (medians["mnist32 invfussion"] - medians[WITHOUT_FDL_NAME]) / medians["mnist32 palette"]
+        without = next(v.name for v in variants if v.fdl_off)
+        ratio = medians[without] / medians["mnist32 palette"]
+        fdl = (medians["mnist32 invfussion"] - medians[without]) / medians["mnist32 palette"]
         print(f"mnist32 InvFussion with identity FDLs / Palette: {ratio:.2f}×; the FDLs add {fdl:.2f}× of Palette's step")
         fdl_parts(clock, args.rounds)
     if args.trainer_steps:
         trainer_steps(args.trainer_steps, args.device, clock)
     if args.train_steps:
         train_throughput(args.train_steps, args.train_rounds, args.device, args.threads, args.train_flags.split())
-
-
-WITHOUT_FDL_NAME = "mnist32 invfussion (FDL = identity)"
 
 
 def fdl_parts(clock, rounds: int) -> None:
