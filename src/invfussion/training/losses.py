@@ -153,8 +153,12 @@ class NPPCLoss(MMSELoss):
     - ``mse = ‖μ − x‖² / D`` (trains the mean, always on);
     - ``residual = (‖e‖² − Σ_k ⟨e, u_k⟩²) / D``: the error energy the directions miss (minimising
       it maximises the captured variance);
-    - ``second_moment = Σ_k ((s_k² − ⟨e, u_k⟩²) / D)²``: fits each predicted variance ``s_k²``
-      to the variance along ``u_k``.
+    - ``second_moment = Σ_k (s_k² − sg(⟨e, u_k⟩)²)² / D``: fits each predicted variance ``s_k²``
+      to the variance along ``u_k`` (``sg``: stop-gradient, as the NPPC authors, so the fit moves
+      the norms and never pulls a direction off the captured variance). Divided by ``D`` once,
+      so its gradient on the norms is on the scale of ``residual``'s on the directions; divided
+      by ``D²`` (our first version) it was ~1000× weaker at 32² and the norms stayed where the
+      initialisation put them (predicted / measured variance 4.5–14.6, BENCHMARKS.md).
 
     ``loss = mse + r(t) · (variance_weight · residual + second_moment_weight · second_moment)``
     with the ramp ``r(t) = min(t / ramp_steps, 1)``, so the mean settles before the directions
@@ -180,7 +184,7 @@ class NPPCLoss(MMSELoss):
         along = torch.einsum("bkd,bd->bk", directions.flatten(2), error)  # ⟨e, u_k⟩: (B, K)
         d = error.shape[1]
         residual = (error.square().sum(1) - along.square().sum(1)) / d
-        second_moment = ((norms.square() - along.square()) / d).square().sum(1)
+        second_moment = (norms.square() - along.detach().square()).square().sum(1) / d
         ramp = self.ramp(batch.step)
         return mse + ramp * (self.variance_weight * residual + self.second_moment_weight * second_moment)
 
