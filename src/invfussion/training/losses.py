@@ -157,8 +157,9 @@ class NPPCLoss(MMSELoss):
       to the variance along ``u_k`` (``sg``: stop-gradient, as the NPPC authors, so the fit moves
       the norms and never pulls a direction off the captured variance). Divided by ``D`` once,
       so its gradient on the norms is on the scale of ``residual``'s on the directions; divided
-      by ``D²`` (our first version) it was ~1000× weaker at 32² and the norms stayed where the
-      initialisation put them (predicted / measured variance 4.5–14.6, BENCHMARKS.md).
+      by ``D²`` (our first version) it was ~1000× weaker at 32², and after 1,000 steps from the
+      same model the predicted variances were 5.6–10.7× the measured ones on motion blur
+      (2.6–4.0× with this form; the validation A/B in BENCHMARKS.md).
 
     ``loss = mse + r(t) · (variance_weight · residual + second_moment_weight · second_moment)``
     with the ramp ``r(t) = min(t / ramp_steps, 1)``, so the mean settles before the directions
