@@ -15,10 +15,10 @@ on ``--steps``, so the card's command with ``--steps`` set to the step reached r
 ``--export RUN ...`` exports finished runs that were trained by hand (e.g. continued with
 ``invfussion train --resume`` over several sessions) without training: each card's command is
 rebuilt from the run's config.json (``invfussion.cli.train_command``), its name is the run
-folder's, and its time is the training steps' own (the sum of log.jsonl's logged intervals,
+folder's (or NAME with ``NAME=RUN``), and its time is the training steps' own (the sum of log.jsonl's logged intervals,
 validation and checkpointing left out), with the machine as ``--machine`` states it.
 
-    python benchmarks/train_mnist_models.py --export runs/gen2/mnist32-invfussion runs/gen2/mnist32-palette \
+    python benchmarks/train_mnist_models.py --export runs/gen2/mnist32-invfussion mnist32-nppc=runs/nppc-ab/new \
         --machine "2-core Intel Xeon CPU, one torch thread per run" --commit c005e62
 """
 
@@ -72,15 +72,18 @@ def logged_training_seconds(run: Path) -> float:
     return seconds
 
 
-def export_runs(runs: list[Path], export_dir: Path, machine_text: str, commit: str) -> None:
-    """Export finished runs with cards rebuilt from their own records (no training)."""
-    for run in runs:
+def export_runs(runs: list[str], export_dir: Path, machine_text: str, commit: str) -> None:
+    """Export finished runs (``RUN`` or ``NAME=RUN``) with cards rebuilt from their own records (no training)."""
+    for entry in runs:
+        name, _, folder = entry.rpartition("=")
+        run = Path(folder)
+        name = name or run.name
         config = json.loads((run / "config.json").read_text())["train"]
         step = read_metadata(resolve_checkpoint(str(run)))[1]["step"]
-        card = {"name": run.name, "command": shlex.join(["invfussion", "train", *train_command({**config, "steps": step})]),
+        card = {"name": name, "command": shlex.join(["invfussion", "train", *train_command({**config, "steps": step})]),
                 "steps": step, "batch_size": config["batch_size"], "wall_time_s": round(logged_training_seconds(run), 1),
                 "machine": machine_text, "commit": commit, "data": DATA}
-        out = export_model(str(run), export_dir / run.name, card)
+        out = export_model(str(run), export_dir / name, card)
         print(json.dumps({"exported": str(out), **card}))
 
 
@@ -101,7 +104,7 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=None, help="seconds before each run is stopped")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes per run")
     parser.add_argument("--commit", default=os.environ.get("INVFUSSION_COMMIT", "unknown"))
-    parser.add_argument("--export", nargs="+", type=Path, default=None, metavar="RUN",
+    parser.add_argument("--export", nargs="+", default=None, metavar="[NAME=]RUN",
                         help="export these finished runs (cards from their records) instead of training")
     parser.add_argument("--machine", default=None, help="with --export: the machine the runs trained on, in words")
     args = parser.parse_args()
