@@ -19,7 +19,7 @@ ASSETS = Path(str(importlib.resources.files("invfussion") / "assets"))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("results", nargs="*", type=Path, help="evaluate results files (none: the cards alone)")
     args = parser.parse_args()
     metrics: dict[str, list[dict]] = {}
     for path in args.results:

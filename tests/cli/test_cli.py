@@ -258,29 +258,28 @@ def test_noise_outside_the_trained_range_is_one_note_and_still_answers(tmp_path,
     from invfussion import models
     from invfussion.restoration import noise_note
 
-    net = models.load("mnist32-invfussion")
-    assert net.trained_noise in ("0", "0.0")
+    net = models.load("mnist32-invfussion")  # trained on the default noisy mixture
+    assert net.trained_noise == "0:0.2,zero=0.5"
     op = deg.from_spec("matrix:noise=0.1", (1, 32, 32), batch=1)
-    assert "trained on noiseless measurements" in noise_note(net, op)
-    assert noise_note(net, deg.from_spec("matrix", (1, 32, 32), batch=1)) is None
-    net.trained_noise = "0:0.2,zero=0.5"
-    assert noise_note(net, op) is None
+    assert noise_note(net, op) is None and noise_note(net, deg.from_spec("matrix", (1, 32, 32), batch=1)) is None
     assert "above the noise this model was trained on" in noise_note(net, op.with_noise_std(torch.full((1,), 0.3)))
+    net.trained_noise = "0"
+    assert "trained on noiseless measurements" in noise_note(net, op)
     assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
-                 "inpaint-box:noise=0.1", "--method", "mmse", "--out", str(tmp_path)]) == 0
+                 "inpaint-box:noise=0.3", "--method", "mmse", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert err.count("note: this model was trained on noiseless measurements") == 1
+    assert err.count("above the noise this model was trained on") == 1
     assert main(["restore", "--model", "mnist32-invfussion", "--dataset-index", "3", "--degradation",
                  "inpaint-box:noise=-1", "--method", "mmse", "--out", str(tmp_path)]) != 0
     assert "noise" in capsys.readouterr().err.splitlines()[-1]
     # evaluate notes it per model and degradation, but not for lmmse, which never calls the network
     out = tmp_path / "eval.json"
-    common = ["evaluate", "--models", "m=mnist32-invfussion", "--degradations", "inpaint-box:noise=0.1",
+    common = ["evaluate", "--models", "m=mnist32-invfussion", "--degradations", "inpaint-box:noise=0.3",
               "--num-images", "2", "--split", "validation", "--out", str(out), "--methods", "m:lmmse"]
     assert main(common) == 0 and json.loads(out.read_text())["notes"] == []
     assert main([*common, "m:mmse"]) == 0
     assert [n.split(": ", 1) for n in json.loads(out.read_text())["notes"]] == [
-        ["m @ inpaint-box:noise=0.1", noise_note(models.load("mnist32-invfussion"), deg.from_spec("inpaint-box:noise=0.1", (1, 32, 32), batch=1))]]
+        ["m @ inpaint-box:noise=0.3", noise_note(models.load("mnist32-invfussion"), deg.from_spec("inpaint-box:noise=0.3", (1, 32, 32), batch=1))]]
 
 
 def test_bad_training_recipe_values_are_one_line(tmp_path):
