@@ -22,7 +22,7 @@ from ..storage import read_metadata, resolve_checkpoint
 from .precond import Denoiser
 
 MODEL_FORMAT = "invfussion-model/1"
-SHIPPED = ("mnist32-invfussion", "mnist32-palette", "mnist32-unconditional", "mnist32-nppc")
+SHIPPED = ("mnist32-invfussion", "mnist32-palette", "mnist32-unconditional", "mnist32-nppc", "mnist32-invfussion-class")
 
 
 def _asset(name: str) -> Path:
