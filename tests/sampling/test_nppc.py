@@ -95,9 +95,8 @@ class LinearNPPC(nn.Module):
 
 @pytest.mark.parametrize("side, batch, steps", [(4, 512, 1500), (16, 256, 600)])
 def test_nppc_loss_recovers_the_gaussian_posterior_principal_components(side, batch, steps):
-    """Directions and their standard deviations, at 16 pixels and at 256: with the second-moment
-    term divided by D² (the first version) the 256-pixel stds stayed at their initial 1.8 against
-    the true 0.66 / 0.61."""
+    """Directions and their standard deviations, at 16 pixels and at 256 (with the second-moment
+    term divided by D², the first version, the 256-pixel case fails on the stds)."""
     g = torch.Generator().manual_seed(0)
     shape, n, k = (1, side, side), side * side, 2
     basis, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
