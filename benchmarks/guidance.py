@@ -16,6 +16,9 @@ Choose on validation digits (the default), print the final tables on the test di
 
     python benchmarks/guidance.py --model RUN_OR_CHECKPOINT --num-images 100
     python benchmarks/guidance.py --model M --unconditional-model U --split test --num-images 500
+
+--zeroshot-weights gives the zero-shot rows their own weights, --no-wrong-class leaves the study out
+(each guided row costs as much again as the unguided one, twice when w ≠ 1).
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ def main() -> None:
                         help="class-conditional unconditional model for the zero-shot rows (optional)")
     parser.add_argument("--zeroshot", nargs="+", default=["ddrm", "ddnm"], choices=list(zeroshot.METHODS))
     parser.add_argument("--weights", nargs="+", type=float, default=[1.0, 1.5, 2.0, 3.0], help="guidance weights w")
+    parser.add_argument("--zeroshot-weights", nargs="+", type=float, default=None,
+                        help="guidance weights of the zero-shot rows (default: --weights)")
+    parser.add_argument("--wrong-class", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the wrong-class study (--no-wrong-class: the guidance tables only)")
     parser.add_argument("--degradations", nargs="+", default=DEGRADATIONS, metavar="SPEC")
     parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--num-images", type=int, default=100)
@@ -99,24 +106,28 @@ def main() -> None:
     wrong = (labels + args.wrong_offset) % 10
     features = MnistFeatures(device=args.device)
     reference_features = features(x.to(args.device))
-    runs = [("invfussion", "posterior", load_with_classes(args.model, args.device), args.steps)]
+    runs = [("invfussion", "posterior", load_with_classes(args.model, args.device), args.steps, args.weights)]
     if args.unconditional_model is not None:
         unconditional = load_with_classes(args.unconditional_model, args.device)
-        runs += [("unconditional", method, unconditional, args.zeroshot_steps) for method in args.zeroshot]
+        zeroshot_weights = args.zeroshot_weights or args.weights
+        runs += [("unconditional", method, unconditional, args.zeroshot_steps, zeroshot_weights)
+                 for method in args.zeroshot]
 
     print(f"commit {commit()}, {machine(torch.device(args.device))}, torch {torch.__version__}")
     print(f"model {args.model}" + (f", unconditional {args.unconditional_model}" if args.unconditional_model else "")
           + f"; {args.num_images} balanced {args.split} digits, seed {args.seed}, one sample per digit\n")
-    for key, method, net, steps in runs:
+    for key, method, net, steps, weights in runs:
         spec = dataclasses.replace(base, steps=steps)
         common = (net, method, x, spec, features, reference_features)
         plain = measure(*common, None, labels, None)
-        guided = {f"true class, w = {w:g}": measure(*common, labels, labels, w) for w in args.weights}
+        guided = {f"true class, w = {w:g}": measure(*common, labels, labels, w) for w in weights}
         print(table(f"{key}:{method} — guidance towards the true class (accuracy: classifier vs the true class)",
                     {"no class": plain, **guided},
                     [("PSNR↑", "psnr", ".2f"), ("FD↓", "fd", ".2f"), ("C-FD↓", "c_fd", ".2f"),
                      ("acc↑", "class_accuracy", ".3f")]) + "\n")
-        misled = {f"wrong class, w = {w:g}": measure(*common, wrong, wrong, w) for w in args.weights}
+        if not args.wrong_class:
+            continue
+        misled = {f"wrong class, w = {w:g}": measure(*common, wrong, wrong, w) for w in weights}
         reference = {d: {**plain[d], "class_accuracy": None} for d in args.degradations}
         print(table(f"{key}:{method} — a wrong class, (label + {args.wrong_offset}) mod 10 "
                     "(wrong: share the classifier reads as the wrong class)",
