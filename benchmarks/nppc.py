@@ -51,6 +51,13 @@ def random_directions(batch: int, k: int, shape: tuple[int, ...], seed: int) -> 
     return q.transpose(1, 2).reshape(batch, k, *shape).float()
 
 
+def measured(images: torch.Tensor, idx: torch.Tensor, spec: str, seed: int):
+    """The digits ``x: (B, C, H, W)`` at ``idx: (B,)``, their per-example operator and its measurement ``y``."""
+    x = images[idx]
+    op = deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=idx.tolist(), seed=seed)
+    return x, op, op.measure(x, seed=seed, indices=idx.tolist())
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -72,12 +79,14 @@ def main() -> None:
                         help="balanced digits of this split (decide on validation, report on test)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.pca_images is not None and args.pca_images < 1:
+        parser.error(f"--pca-images must be at least 1 (got {args.pca_images}); leave it out to run sample PCA on all digits.")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     net, post_net = models.load(args.model), models.load(args.posterior_model)
     k = net.pcs
-    pca_images = min(args.pca_images or args.num_images, args.num_images)
+    pca_images = min(args.pca_images or args.num_images, args.num_images)  # None: all of them
     images, _ = load_mnist(args.split)
     all_indices = balanced_indices(args.num_images, args.split)
     print(f"{args.model} (K = {k}) vs {args.posterior_model} sample PCA ({args.samples} samples, first "
@@ -90,9 +99,7 @@ def main() -> None:
         seconds = {"nppc": 0.0, "sample": 0.0}
         for start in range(0, args.num_images, args.batch_size):
             idx = all_indices[start:start + args.batch_size]
-            x = images[idx]
-            op = deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=idx.tolist(), seed=args.seed)
-            y = op.measure(x, seed=args.seed, indices=idx.tolist())
+            x, op, y = measured(images, idx, spec, args.seed)
             (mean, directions, stds), t = timed(sampling.nppc, net, op, y, seed=args.seed, indices=idx.tolist())
             seconds["nppc"] += t
             error = x - mean
@@ -105,9 +112,8 @@ def main() -> None:
             pca_idx = idx[:max(0, pca_images - start)]
             if not len(pca_idx):
                 continue
-            x, op = x[:len(pca_idx)], deg.from_spec(spec, image_shape=tuple(x.shape[1:]), indices=pca_idx.tolist(),
-                                                    seed=args.seed)
-            y = op.measure(x, seed=args.seed, indices=pca_idx.tolist())
+            if len(pca_idx) < len(idx):  # the batch the prefix ends in: its part of the digits only
+                x, op, y = measured(images, pca_idx, spec, args.seed)
             with torch.no_grad():
                 samples, t = timed(sampling.posterior, post_net, op, y, seed=args.seed, indices=pca_idx.tolist(),
                                    num_samples=args.samples)
