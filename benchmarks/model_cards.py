@@ -2,7 +2,9 @@
 
 Reads the results JSON files written by `benchmarks/mnist_benchmark.sh` (``invfussion
 evaluate``), stores each model's cells under ``card["test_metrics"]`` in its asset JSON, and
-renders every card as Markdown.
+renders every card as Markdown. A results file's model is a card's model when it names it
+(``mnist32-invfussion``) or names the run its card was exported from (the ``--out`` of the card's
+training command, e.g. ``runs/gen2/mnist32-invfussion``).
 
     python benchmarks/model_cards.py benchmarks/results/table1/*.json benchmarks/results/*.json
 """
@@ -12,9 +14,16 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import json
+import shlex
 from pathlib import Path
 
 ASSETS = Path(str(importlib.resources.files("invfussion") / "assets"))
+
+
+def run_dir(command: str) -> str | None:
+    """The ``--out`` of a card's training command, or None."""
+    words = shlex.split(command)
+    return words[words.index("--out") + 1] if "--out" in words[:-1] else None
 
 
 def main() -> None:
@@ -34,8 +43,9 @@ def main() -> None:
         record = json.loads(card_path.read_text())
         name = card_path.stem
         card = record["card"]
-        if name in metrics:
-            card["test_metrics"] = metrics[name]
+        measured = metrics.get(name, []) + metrics.get(run_dir(card["command"]), [])
+        if measured:
+            card["test_metrics"] = measured
             card_path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
         lines += [f"## {name}", "", f"- command: `{card['command']}`",
                   f"- steps: {card['steps']} (batch {card['batch_size']}), wall time {card['wall_time_s']} s",

@@ -1,5 +1,6 @@
 """Bad input to the benchmark scripts gets one error line before any model is loaded."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,3 +13,13 @@ def test_nppc_rejects_an_empty_pca_prefix():
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "--pca-images must be at least 1" in run.stderr.strip().splitlines()[-1]
+
+
+def test_model_cards_find_the_run_a_card_was_exported_from():
+    spec = importlib.util.spec_from_file_location("model_cards", ROOT / "benchmarks" / "model_cards.py")
+    cards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cards)
+    assert cards.run_dir("invfussion train --steps 10 --out runs/gen2/mnist32-palette --lr 4e-4") == "runs/gen2/mnist32-palette"
+    assert cards.run_dir("invfussion train --model-overrides '{\"num_classes\": 10}' --out 'runs/a b'") == "runs/a b"
+    assert cards.run_dir("invfussion train --steps 10") is None
+    assert cards.run_dir("invfussion train --out") is None
