@@ -12,7 +12,8 @@
 #     — OUT/table1/FAMILY.json (':' and '=' as '_'): InvFussion posterior and MMSE with their
 #       consistent rows (--consistent), lmmse, Palette, DDRM, DDNM, ΠGDM on NUM_IMAGES digits;
 #       OUT/table1/FAMILY-nSUBSET.json: DPS and DAPS (1,000 network calls with gradients) on the
-#       first SUBSET balanced digits (default 100, a subset of the NUM_IMAGES)
+#       first SUBSET balanced digits (default 100, a subset of the NUM_IMAGES), beside InvFussion's
+#       posterior and MMSE and ΠGDM on the same digits
 #   Table 7      the MMSE: one call, a dedicated MMSE model (MMSE_MODEL; skipped when unset), the
 #                mean of 8 posterior samples (OUT/table7-*.json)
 #   NFE          InvFussion's posterior against network calls: Heun 63 / 31 / 15, DPM-Solver++(2M) 15 / 9
@@ -41,7 +42,8 @@ family() {  # one degradation family: every method, cached in its own files
   evaluate "$f" --degradations "$1" --num-images "$N" --consistent --methods invfussion:posterior invfussion:mmse
   evaluate "$f" --degradations "$1" --num-images "$N" --methods invfussion:lmmse palette:posterior palette:mmse \
     unconditional:ddrm unconditional:ddnm unconditional:pigdm
-  evaluate "$f-n$SUBSET" --degradations "$1" --num-images "$SUBSET" --methods unconditional:dps unconditional:daps
+  evaluate "$f-n$SUBSET" --degradations "$1" --num-images "$SUBSET" --methods invfussion:posterior invfussion:mmse \
+    unconditional:pigdm unconditional:dps unconditional:daps
 }
 export -f file evaluate family
 printf '%s\n' $NOISELESS $NOISY | xargs -P "$JOBS" -I{} bash -c 'family "{}"'
@@ -49,11 +51,11 @@ printf '%s\n' $NOISELESS $NOISY | xargs -P "$JOBS" -I{} bash -c 'family "{}"'
 files() { local suffix=$1; shift; for fam in "$@"; do echo "$(file "$fam")$suffix.json"; done; }  # SUFFIX FAMILY...
 echo "## Table 1 (+ Table 3 column outpaint-box): noiseless, N=$N test digits, 1 sample each"
 python benchmarks/print_results.py --merge $(files "" $NOISELESS)
-echo "## DPS and DAPS on the first $SUBSET of those digits"
+echo "## DPS and DAPS on the first $SUBSET of those digits, beside InvFussion and ΠGDM on the same digits"
 python benchmarks/print_results.py --merge $(files "-n$SUBSET" $NOISELESS)
 echo "## Table 8: σ_y = 0.1, N=$N"
 python benchmarks/print_results.py --merge $(files "" $NOISY)
-echo "## Table 8, DPS and DAPS on the first $SUBSET digits"
+echo "## Table 8, DPS and DAPS on the first $SUBSET digits, beside InvFussion and ΠGDM on the same digits"
 python benchmarks/print_results.py --merge $(files "-n$SUBSET" $NOISY)
 
 echo "## Table 7: the MMSE — one call, a dedicated MMSE model, the mean of 8 posterior samples (N=$N)"
