@@ -6,7 +6,9 @@ renders every card as Markdown. A results file's model is a card's model when it
 (``mnist32-invfussion``) or names the run its card was exported from (the ``--out`` of the card's
 training command, e.g. ``runs/gen2/mnist32-invfussion``).
 
-    python benchmarks/model_cards.py benchmarks/results/table1/*.json benchmarks/results/*.json
+    python benchmarks/model_cards.py benchmarks/results/table1/*.json benchmarks/results/{table7-mean-of-8,unconditional,cost}.json
+
+(The NFE files are left out: their rows differ only in the solver, which a card row does not name.)
 """
 
 from __future__ import annotations
