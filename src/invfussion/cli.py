@@ -202,6 +202,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_checkpoint(args: argparse.Namespace) -> int:
+    from .models.authors import import_checkpoint
+
+    weights = import_checkpoint(args.file, args.config, args.out)
+    print(f"imported {args.file} ({args.config}) -> {weights.parent}; use it as --model {weights.parent}")
+    return 0
+
+
 def _add_compile(p: argparse.ArgumentParser, training: bool = False) -> None:
     if training:
         p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -372,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=32, help="Heun steps per posterior sample")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_serve)
+
+    p = sub.add_parser("import-checkpoint", help="the paper authors' released weights (.pt) -> our model format")
+    p.add_argument("file", help="their checkpoint file (the EMA state under 'ema', or a bare state dict)")
+    p.add_argument("--config", required=True, metavar="NAME|CONFIG.json",
+                   help="their models/hyperparams.py entry: imagenet64, ffhq256 or ffhq64; or a JSON file in "
+                        "their layout (patch_size, depths, widths, joint, self_attns, img_resolution, "
+                        "img_channels, label_dim) for a model trained with their code")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="new directory for model.safetensors + model.json (then --model DIR anywhere)")
+    p.set_defaults(run=_import_checkpoint)
     return parser
 
 

@@ -17,6 +17,10 @@ from invfussion import degradations as deg
 
 SHAPES = [(1, 32, 32), (3, 64, 64)]
 SPECS = [*deg.FAMILIES, "mixture"]
+# The authors' folded-spectrum blur keeps their inverse, which is not Moore–Penrose (cropping; the
+# measured residuals are in degradations/folded_spectrum.py): it is left out of the three
+# Moore–Penrose properties below and keeps every other one.
+MOORE_PENROSE_SPECS = [s for s in SPECS if s != "motion-blur-folded-spectrum"]
 THRESHOLDED = {"motion-blur", "mixture"}  # families with singular values cut at 1e-4·σ_max
 PROPERTY = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Operator seeds come from a small pool so the property tests share (cached) operator batches;
@@ -51,10 +55,11 @@ def random_measurement(op, generator: torch.Generator) -> torch.Tensor:
 
 cases = pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 families = pytest.mark.parametrize("spec", SPECS)
+moore_penrose_families = pytest.mark.parametrize("spec", MOORE_PENROSE_SPECS)
 
 
 @cases
-@families
+@moore_penrose_families
 @PROPERTY
 @given(seed=seeds)
 def test_moore_penrose_identities(spec, shape, seed):
@@ -69,7 +74,7 @@ def test_moore_penrose_identities(spec, shape, seed):
 
 
 @cases
-@families
+@moore_penrose_families
 @PROPERTY
 @given(seed=seeds)
 def test_projectors_are_symmetric(spec, shape, seed):
@@ -90,7 +95,7 @@ def test_projectors_are_symmetric(spec, shape, seed):
 
 
 @cases
-@families
+@moore_penrose_families
 @PROPERTY
 @given(seed=seeds)
 def test_project_lands_on_consistent_set(spec, shape, seed):

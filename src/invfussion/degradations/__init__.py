@@ -7,10 +7,12 @@
     mixed = deg.PAPER_MIXTURE.sample(64, (3, 64, 64), seed=0)   # a family per example
 
 Families (see each class for its parameters and training distribution): ``inpaint-patches``,
-``outpaint-box``, ``inpaint-box``, ``motion-blur``, ``matrix``, ``sr``, ``none``.
+``outpaint-box``, ``inpaint-box``, ``motion-blur``, ``motion-blur-folded-spectrum``, ``matrix``,
+``sr``, ``none``.
 """
 
 from .base import Operator
+from .folded_spectrum import FoldedSpectrumConvolution, FoldedSpectrumMotionBlur
 from .grouped import GroupedOperator, in_part_order
 from .masks import InpaintBox, InpaintPatches, MaskOperator, OutpaintBox
 from .matrix import MatrixOperator, RandomMatrix
@@ -25,6 +27,7 @@ for _name, _cls in (
     ("outpaint-box", OutpaintBox),
     ("inpaint-box", InpaintBox),
     ("motion-blur", MotionBlur),
+    ("motion-blur-folded-spectrum", FoldedSpectrumMotionBlur),
     ("matrix", RandomMatrix),
     ("sr", SuperResolution),
     ("none", Zero),
@@ -37,6 +40,8 @@ __all__ = [
     "FAMILIES",
     "PAPER_MIXTURE",
     "AveragePool",
+    "FoldedSpectrumConvolution",
+    "FoldedSpectrumMotionBlur",
     "GroupedOperator",
     "InpaintBox",
     "InpaintPatches",

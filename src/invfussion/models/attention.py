@@ -182,31 +182,41 @@ class AxialRoPE(nn.Module):
     """Angles of the rotary embedding of token positions ``(y, x)`` on the first half of each head.
 
     The rotated half holds ``d_head / 4`` rotation pairs: half for the ``y`` axis, half for ``x``,
-    with frequencies log-spaced from π to 10π (positions in ``[-1, 1]``).
+    with frequencies log-spaced from π to 10π (positions in ``[-1, 1]``). Shared (``n_heads=None``):
+    every head uses the same ``d_head / 8`` frequencies, endpoints included. Per head (the
+    authors' HDiT): ``n_heads · d_head / 8`` frequencies log-spaced over ``[π, 10π)`` (the upper
+    end excluded), dealt out to the heads in turn, so head ``h`` gets frequencies ``h, h + n_heads, …``.
     """
 
-    def __init__(self, d_head: int):
+    def __init__(self, d_head: int, n_heads: int | None = None):
         super().__init__()
         if d_head % 8:
             raise ValueError(
                 f"d_head={d_head} must be a multiple of 8 for axial RoPE; pick e.g. 32 or 64."
             )
         n_freq = d_head // 8
-        freqs = torch.exp(torch.linspace(math.log(math.pi), math.log(10 * math.pi), n_freq))
+        lo, hi = math.log(math.pi), math.log(10 * math.pi)
+        if n_heads is None:
+            freqs = torch.exp(torch.linspace(lo, hi, n_freq))  # (n_freq,)
+        else:
+            freqs = torch.exp(torch.linspace(lo, hi, n_heads * n_freq + 1)[:-1])
+            freqs = freqs.view(n_freq, n_heads).T.contiguous()  # (n_heads, n_freq)
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, pos: Tensor) -> tuple[Tensor, Tensor]:
-        """``pos: (N, 2)`` → ``(cos, sin)``, each ``(N, d_head / 4)``."""
-        theta = torch.cat([pos[:, :1] * self.freqs, pos[:, 1:] * self.freqs], dim=-1)
+        """``pos: (N, 2)`` → ``(cos, sin)``, each ``(N, d_head / 4)`` (shared) or
+        ``(n_heads, N, d_head / 4)`` (per head)."""
+        freqs = self.freqs[..., None, :]  # (..., 1, n_freq)
+        theta = torch.cat([pos[:, :1] * freqs, pos[:, 1:] * freqs], dim=-1)
         return theta.cos(), theta.sin()
 
 
 def apply_rope(t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the first half of each head. ``t: (B, nh, L, dh)`` with ``L`` a multiple of ``N``
-    (key groups share positions), ``cos, sin: (N, dh / 4)``; computed in float32."""
-    reps = t.shape[-2] // cos.shape[0]
+    (key groups share positions), ``cos, sin: ([nh,] N, dh / 4)``; computed in float32."""
+    reps = t.shape[-2] // cos.shape[-2]
     if reps > 1:
-        cos, sin = cos.repeat(reps, 1), sin.repeat(reps, 1)
+        cos, sin = (c.repeat(*([1] * (c.dim() - 2)), reps, 1) for c in (cos, sin))
     half = cos.shape[-1]
     t32 = t.float()
     x1, x2, rest = t32[..., :half], t32[..., half : 2 * half], t32[..., 2 * half :]

@@ -114,7 +114,8 @@ class FeedForwardBlock(nn.Module):
 
 @dataclass
 class TokenGrid:
-    """Per-level geometry handed to every block: token grid size and RoPE angles ``(h·w, d_head/4)``."""
+    """Per-level geometry handed to every block: token grid size and the RoPE cosines and sines,
+    ``(h·w, d_head/4)`` or, with per-head frequencies, ``(n_heads, h·w, d_head/4)``."""
 
     h: int
     w: int
@@ -161,7 +162,7 @@ class SelfAttentionBlock(nn.Module):
 
     def attention(self, x: Tensor, cond: Tensor, h: int, w: int, cos: Tensor, sin: Tensor) -> Tensor:
         """The block on tensors alone (what ``models.compile_denoiser`` compiles).
-        ``x: (B, h, w, d)``, ``cond: (B, cond_width)``, ``cos, sin: (h·w, d_head/4)``."""
+        ``x: (B, h, w, d)``, ``cond: (B, cond_width)``, ``cos, sin: ([n_heads,] h·w, d_head/4)``."""
         xn = self.norm(x, cond)
         q, k, v = self.qkv(xn).chunk(3, dim=-1)
         q, k = self.qk_embed(self.heads(q), cos, sin), self.qk_embed(self.heads(k), cos, sin)
@@ -250,14 +251,17 @@ class MappingNetwork(nn.Module):
     """Conditioning vector from noise level, class, augmentation label and measurement noise.
 
     ``c_noise: (B,)``, ``class_labels: (B,)`` int in ``[0, num_classes]`` (``num_classes`` is the
-    null class used for classifier-free guidance), ``aug_labels: (B, augment_dim)``,
+    null class used for classifier-free guidance), ``aug_labels: (B, augment_dim)`` embedded by a
+    linear map (``augment_embedding="linear"``: no augmentation adds nothing) or by a linear map of
+    their Fourier features (``"fourier"``, the authors' HDiT: no augmentation still adds the
+    embedding of the zero label),
     ``measurement_noise: (B,)`` σ_y (with ``noise_conditioning``; embedded as Fourier features of
     ``ln(σ_y + 10⁻³) / 4``, so σ_y = 0 is a value like any other). Returns ``(B, width)``.
     """
 
     def __init__(
         self, width: int, depth: int, d_ff: int, num_classes: int, augment_dim: int, dropout: float,
-        noise_conditioning: bool = False,
+        noise_conditioning: bool = False, augment_embedding: str = "linear",
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -267,7 +271,12 @@ class MappingNetwork(nn.Module):
         self.measurement_features = FourierFeatures(1, width, seed=2) if noise_conditioning else None
         self.measurement_proj = nn.Linear(width, width, bias=False) if noise_conditioning else None
         self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
-        self.aug_proj = nn.Linear(augment_dim, width, bias=False) if augment_dim else None
+        if augment_embedding not in ("linear", "fourier"):
+            raise ValueError(f"unknown augment_embedding {augment_embedding!r}; choose linear or fourier.")
+        fourier = augment_embedding == "fourier" and augment_dim > 0
+        self.aug_features = FourierFeatures(augment_dim, width, seed=3) if fourier else None
+        aug_in = width if fourier else augment_dim
+        self.aug_proj = nn.Linear(aug_in, width, bias=False) if augment_dim else None
         self.in_norm = RMSNorm(width)
         self.blocks = nn.ModuleList(
             nn.Sequential(
@@ -293,6 +302,8 @@ class MappingNetwork(nn.Module):
         if self.aug_proj is not None:
             if aug_labels is None:
                 aug_labels = c_noise.new_zeros(c_noise.shape[0], self.augment_dim)
+            if self.aug_features is not None:
+                aug_labels = self.aug_features(aug_labels)
             emb = emb + self.aug_proj(aug_labels.to(dtype))
         if self.measurement_proj is not None:
             if measurement_noise is None:
@@ -326,6 +337,7 @@ class HDiT(nn.Module):
         patterns: list[AttentionPattern],
         mapping: MappingNetwork,
         layer_factory,
+        rope_per_head: bool = False,
     ):
         super().__init__()
         self.patch_size = patch_size
@@ -347,7 +359,10 @@ class HDiT(nn.Module):
         self.patch_out = zero_init(
             nn.Linear(widths[0], patch_size * patch_size * out_channels, bias=False)
         )
-        self.rope = AxialRoPE(d_head)
+        # One RoPE per level: with per-head frequencies the number of heads sets them.
+        self.ropes = nn.ModuleList(
+            AxialRoPE(d_head, w // d_head if rope_per_head else None) for w in widths
+        )
 
     def output_weight_by_channel(self) -> Tensor:
         """``patch_out.weight`` viewed as ``(P·P, out_channels, width)``: output features are
@@ -355,8 +370,8 @@ class HDiT(nn.Module):
         weight = self.patch_out.weight
         return weight.view(self.patch_size**2, -1, weight.shape[1])
 
-    def _grid(self, h: int, w: int, device: torch.device) -> TokenGrid:
-        cos, sin = self.rope(grid_positions(h, w, device))
+    def _grid(self, level: int, h: int, w: int, device: torch.device) -> TokenGrid:
+        cos, sin = self.ropes[level](grid_positions(h, w, device))
         return TokenGrid(h, w, cos, sin)
 
     def forward(
@@ -373,12 +388,12 @@ class HDiT(nn.Module):
         h, w = tokens.shape[1:3]
         skips = []
         for i, (down, merge) in enumerate(zip(self.down_levels, self.merges)):
-            grid = self._grid(h >> i, w >> i, x.device)
+            grid = self._grid(i, h >> i, w >> i, x.device)
             tokens = down(tokens, cond, grid, degradation)
             skips.append((tokens, grid))
             tokens = merge(tokens)
         n = len(self.down_levels)
-        tokens = self.mid_level(tokens, cond, self._grid(h >> n, w >> n, x.device), degradation)
+        tokens = self.mid_level(tokens, cond, self._grid(n, h >> n, w >> n, x.device), degradation)
         for up, split, (skip, grid) in reversed(list(zip(self.up_levels, self.splits, skips))):
             tokens = up(split(tokens, skip), cond, grid, degradation)
         return unpatchify(self.patch_out(self.out_norm(tokens)), self.patch_size)

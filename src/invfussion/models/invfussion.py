@@ -5,9 +5,11 @@ positions × ``K = d / (P²·C)`` images × ``C`` channels (sub-pixel position o
 index, then channel), so the whole token grid is a stack of ``K`` images of the data's shape. The
 FDL pushes that stack through the example's own degradation:
 
-    FDL(Z) = patch( A⁺( GELU( W · [y ; A z₁ ; … ; A z_K] ) ) ),
+    FDL(Z) = patch( A⁺( GELU( W · [y ; A z₁ ; … ; A z_K] + b ) ) ),
 
-with ``W: R^{K+1} → R^K`` applied independently at every measurement coordinate. Joint attention
+with ``W: R^{K+1} → R^K`` applied independently at every measurement coordinate, and a bias
+``b ∈ R^K`` only where the model has one (``fdl_bias``: the authors' networks do, ours train
+without). Joint attention
 then lets every query attend, in one softmax, both to the usual keys and to extra keys built from
 ``[x̃ ; ỹ]`` with values from ``ỹ``, where ``ỹ = AdaRMSNorm(FDL(x))``.
 """
@@ -46,7 +48,7 @@ def fdl_supported(width: int, patch: int, channels: int) -> bool:
 class FeatureDegradationLayer(nn.Module):
     """``z: (B, h, w, d)``, ``op`` a batch of ``B`` operators, ``y: (B, M)`` → ``(B, h, w, d)``."""
 
-    def __init__(self, width: int, patch: int, channels: int):
+    def __init__(self, width: int, patch: int, channels: int, bias: bool = False):
         super().__init__()
         if not fdl_supported(width, patch, channels):
             raise ValueError(
@@ -56,14 +58,17 @@ class FeatureDegradationLayer(nn.Module):
         self.patch = patch
         self.channels = channels
         self.n_images = width // (patch * patch * channels)
-        self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=False)
+        self.mix = nn.Linear(self.n_images + 1, self.n_images, bias=bias)
 
     def mixed(self, y: Tensor, measured: Tensor) -> Tensor:
-        """``GELU(W · [y ; A z₁ ; … ; A z_K])`` at every measurement coordinate, with ``W`` split
+        """``GELU(W · [y ; A z₁ ; … ; A z_K] + b)`` at every measurement coordinate, with ``W`` split
         into its ``y`` column and its stack columns (no concatenation).
         ``y: (B, M)``, ``measured: (B, K, M)`` → ``(B, K, M)``."""
         weight = self.mix.weight.to(measured.dtype)
-        return F.gelu(torch.matmul(weight[:, 1:], measured) + weight[:, :1] * y[:, None])
+        mixed = torch.matmul(weight[:, 1:], measured) + weight[:, :1] * y[:, None]
+        if self.mix.bias is not None:
+            mixed = mixed + self.mix.bias.to(measured.dtype)[:, None]
+        return F.gelu(mixed)
 
     def forward(self, z: Tensor, op, y: Tensor) -> Tensor:
         """Computed in float32 (float64 for float64 input) under any autocast, since A⁺ can amplify
@@ -92,9 +97,10 @@ class JointAttentionBlock(SelfAttentionBlock):
         dropout: float,
         patch: int,
         channels: int,
+        fdl_bias: bool = False,
     ):
         super().__init__(width, d_head, cond_width, pattern, dropout)
-        self.fdl = FeatureDegradationLayer(width, patch, channels)
+        self.fdl = FeatureDegradationLayer(width, patch, channels, fdl_bias)
         self.norm_joint = AdaRMSNorm(width, cond_width)
         self.joint_k = nn.Linear(2 * width, width, bias=False)
         self.joint_v = nn.Linear(width, width, bias=False)

@@ -22,6 +22,8 @@ from ..storage import read_metadata, resolve_checkpoint
 from .precond import Denoiser
 
 MODEL_FORMAT = "invfussion-model/1"
+MODEL_FILE = "model.safetensors"
+"""The weights file of a model directory (``import-checkpoint --out DIR`` writes ``DIR/model.*``)."""
 SHIPPED = ("mnist32-invfussion", "mnist32-palette", "mnist32-unconditional", "mnist32-nppc", "mnist32-invfussion-class")
 
 
@@ -45,6 +47,8 @@ def locate(name_or_path: str | Path) -> Path:
         return weights
     if not Path(text).exists():
         raise FileNotFoundError(f"no model named {text!r}: pass one of {', '.join(SHIPPED)}, a checkpoint file or a run directory.")
+    if (Path(text) / MODEL_FILE).is_file():  # a model directory (e.g. written by import-checkpoint)
+        return Path(text) / MODEL_FILE
     return resolve_checkpoint(text)
 
 
@@ -75,7 +79,9 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", ema: bool
     Args:
         name_or_path: a shipped name (``mnist32-invfussion``, ``mnist32-palette``,
             ``mnist32-unconditional``, ``mnist32-nppc``), a ``.safetensors`` checkpoint or exported
-            model with its sibling ``.json``, or a run directory (its latest checkpoint).
+            model with its sibling ``.json``, a model directory (``model.safetensors`` +
+            ``model.json``, e.g. imported with ``invfussion import-checkpoint``), or a run directory
+            (its latest checkpoint).
         ema: the EMA weights (default) or, for a training checkpoint, the raw trained weights.
     """
     from . import build

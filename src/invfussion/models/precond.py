@@ -4,10 +4,18 @@
 
 with σ_d = 0.5, c_skip = σ_d²/(σ²+σ_d²), c_out = σσ_d/√(σ²+σ_d²), c_in = 1/√(σ²+σ_d²),
 c_noise = ln(σ)/4. The log-variance u(σ) (a linear map of Fourier features of c_noise) weights the
-EDM2 loss.
+EDM2 loss: ``[cos, sin]`` features of fixed random frequencies and a bias-free map (``logvar_head
+= "fourier"``), or EDM2's magnitude-preserving features ``√2·cos(f·c + φ)`` with random
+frequencies and phases and a map with a bias (``"mp-fourier"``, the authors' networks).
+
+``A⁺y`` at the input and the Feature Degradation Layers read the measurement through the
+noise-aware inverse ``A⁺_σ`` (``noise_aware_inverse``, our default) or through the exact ``A⁺``
+whatever ``σ_y`` is (the authors' networks, trained so).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +23,21 @@ from torch import Tensor, nn
 from .hdit import Degradation, FourierFeatures, HDiT, zero_init
 
 CONDITIONINGS = ("invfussion", "palette", "unconditional")
+LOGVAR_HEADS = ("fourier", "mp-fourier")
+
+
+class MPFourierFeatures(nn.Module):
+    """``x: (B, 1)`` → ``(B, n)``: ``√2·cos(2π(f x + φ))`` with fixed ``f ~ N(0, 1)``, ``φ ~ U(0, 1)``
+    stored as ``freqs = 2πf`` and ``phases = 2πφ`` (EDM2's magnitude-preserving Fourier features)."""
+
+    def __init__(self, n: int, seed: int = 1):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", 2 * math.pi * torch.randn(n, generator=gen))
+        self.register_buffer("phases", 2 * math.pi * torch.rand(n, generator=gen))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.float() * self.freqs + self.phases).cos() * math.sqrt(2)
 
 
 class Denoiser(nn.Module):
@@ -38,6 +61,8 @@ class Denoiser(nn.Module):
         sigma_data: float,
         logvar_channels: int,
         config: dict,
+        logvar_head: str = "fourier",
+        noise_aware_inverse: bool = True,
     ):
         super().__init__()
         if conditioning not in CONDITIONINGS:
@@ -52,8 +77,12 @@ class Denoiser(nn.Module):
         self.pcs = pcs
         self.sigma_data = sigma_data
         self.config = config
-        self.logvar_features = FourierFeatures(1, logvar_channels, seed=1)
-        self.logvar_linear = zero_init(nn.Linear(logvar_channels, 1, bias=False))
+        if logvar_head not in LOGVAR_HEADS:
+            raise ValueError(f"unknown logvar_head {logvar_head!r}; choose one of {', '.join(LOGVAR_HEADS)}.")
+        self.noise_aware_inverse = noise_aware_inverse
+        mp = logvar_head == "mp-fourier"
+        self.logvar_features = MPFourierFeatures(logvar_channels) if mp else FourierFeatures(1, logvar_channels, seed=1)
+        self.logvar_linear = zero_init(nn.Linear(logvar_channels, 1, bias=mp))
 
     def _check(
         self,
@@ -128,10 +157,13 @@ class Denoiser(nn.Module):
         net_in = c_in * x
         degradation = None
         if self.conditioning != "unconditional":
-            a_pinv_y = torch.zeros_like(x) if op is None else op.pinv_noisy(y.to(torch.float32))
+            seen = op  # the operator as the network reads y: A⁺_σ, or the exact A⁺ for every σ_y
+            if op is not None and not self.noise_aware_inverse:
+                seen = op.with_noise_std(torch.zeros_like(op.noise_std))
+            a_pinv_y = torch.zeros_like(x) if op is None else seen.pinv_noisy(y.to(torch.float32))
             net_in = torch.cat([net_in, a_pinv_y], dim=1)
             if self.conditioning == "invfussion" and op is not None:
-                degradation = Degradation(op, y.to(torch.float32))
+                degradation = Degradation(seen, y.to(torch.float32))
         measurement_noise = None if op is None else op.noise_std.to(x.device)
         out = self.backbone(net_in, c_noise, class_labels, aug_labels, degradation, measurement_noise).to(
             torch.float32

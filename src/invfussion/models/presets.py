@@ -1,7 +1,11 @@
 """Architecture presets and :func:`build`.
 
-``mnist32`` is sized to train on two CPU cores; ``ffhq64``, ``imagenet64`` and ``ffhq256`` follow
-the authors' HDiT configurations (NOTES §3) so the paper can be reproduced on GPUs.
+``mnist32`` is sized to train on two CPU cores; ``ffhq64``, ``imagenet64`` and ``ffhq256`` are the
+authors' entries of their ``models/hyperparams.py`` (widths, depths, per-level attention and
+neighbourhood kernel sizes) with every architecture choice of their HDiT (FDL mixing bias,
+per-head RoPE frequencies, Fourier-embedded 9-entry augmentation label, EDM2 log-variance head, no
+mapping dropout), so the paper can be reproduced on GPUs and the authors' released weights load
+into them (:mod:`invfussion.models.authors`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ class ModelConfig:
             up stack of a level each have ``depth`` layers; the middle level has ``depth``).
         d_ff: feed-forward width per level (``None``: 3 × width).
         attention: per level, ``global``, ``neighborhood`` or ``shifted-window``.
-        kernel_size: neighborhood size; window_size: shifted-window size (odd layers shifted by half).
-        d_head: attention head width (multiple of 8). dropout: in attention, FFN and mapping.
+        kernel_size: neighborhood size, one for every level or one per level;
+            window_size: shifted-window size (odd layers shifted by half).
+        d_head: attention head width (multiple of 8). dropout: in attention and FFN (and the
+            mapping network unless ``mapping_dropout`` is given).
         mapping_width, mapping_depth, mapping_d_ff: mapping network (``None``: 3 × width).
         fdl_levels: per level, whether InvFussion blocks are used (``None``: every level); a level whose
             width is not divisible by ``P²·C`` falls back to plain attention with a warning.
@@ -43,6 +49,13 @@ class ModelConfig:
             conditional models trained on noisy measurements.
         pcs: extra output directions for NPPC (0 = none).
         sigma_data: EDM data standard deviation. logvar_channels: Fourier features of u(σ).
+        fdl_bias: the FDL's mixing layer has a bias (the authors' networks).
+        rope_per_head: each head has its own RoPE frequencies (the authors' networks).
+        augment_embedding: ``linear`` or ``fourier`` (the authors': Fourier features, then linear).
+        logvar_head: ``fourier`` or ``mp-fourier`` (the authors': EDM2's, with a bias).
+        mapping_dropout: dropout in the mapping network (``None``: ``dropout``).
+        noise_aware_inverse: the network reads ``y`` through ``A⁺_σ`` (``False``: the exact ``A⁺``
+            at every σ_y, as the authors' networks were trained).
     """
 
     img_channels: int
@@ -55,7 +68,7 @@ class ModelConfig:
     augment_dim: int = 7  # = invfussion.data.Augment.label_dim
     noise_conditioning: bool = False  # the measurement noise σ_y enters the conditioning
     d_ff: tuple[int, ...] | None = None
-    kernel_size: int = 7
+    kernel_size: int | tuple[int, ...] = 7
     window_size: int = 8
     d_head: int = 64
     dropout: float = 0.0
@@ -66,7 +79,30 @@ class ModelConfig:
     pcs: int = 0
     sigma_data: float = 0.5
     logvar_channels: int = 128
+    fdl_bias: bool = False
+    rope_per_head: bool = False
+    augment_embedding: str = "linear"
+    logvar_head: str = "fourier"
+    mapping_dropout: float | None = None
+    noise_aware_inverse: bool = True
 
+    def kernel_sizes(self) -> tuple[int, ...]:
+        """The neighbourhood kernel size of every level."""
+        if isinstance(self.kernel_size, int):
+            return (self.kernel_size,) * len(self.widths)
+        return tuple(self.kernel_size)
+
+
+# The architecture of the authors' HDiT (their models/hdit.py), on top of their hyperparams entries.
+AUTHORS_ARCHITECTURE = dict(
+    fdl_bias=True,
+    rope_per_head=True,
+    augment_dim=9,
+    augment_embedding="fourier",
+    logvar_head="mp-fourier",
+    dropout=0.05,
+    mapping_dropout=0.0,
+)
 
 # Authors' FFHQ64 / ImageNet64: 375M parameters (305M as Palette), as the authors report.
 _FFHQ64 = ModelConfig(
@@ -76,7 +112,9 @@ _FFHQ64 = ModelConfig(
     widths=(384, 768, 1536),
     depths=(2, 2, 8),
     attention=("neighborhood", "neighborhood", "global"),
-    dropout=0.05,
+    kernel_size=(7, 7, 7),
+    fdl_levels=(True, True, True),
+    **AUTHORS_ARCHITECTURE,
 )
 
 PRESETS: dict[str, ModelConfig] = {
@@ -94,21 +132,23 @@ PRESETS: dict[str, ModelConfig] = {
     "ffhq64": _FFHQ64,
     # ImageNet64: the FFHQ64 network with 1000 classes (+ the null class for guidance).
     "imagenet64": dataclasses.replace(_FFHQ64, num_classes=1000),
-    # Authors' FFHQ256: 170M parameters; the innermost level (width 1536 < 32²·3) is plain attention.
+    # Authors' FFHQ256: 170M parameters; neighbourhoods of 5 and 7, then two global levels; the
+    # innermost level (width 1536 < 32²·3) has no FDL.
     "ffhq256": ModelConfig(
         img_channels=3,
         img_resolution=256,
         patch_size=4,
         widths=(192, 384, 768, 1536),
         depths=(2, 2, 4, 2),
-        attention=("neighborhood", "neighborhood", "neighborhood", "global"),
-        dropout=0.05,
+        attention=("neighborhood", "neighborhood", "global", "global"),
+        kernel_size=(5, 7, 7, 7),
         fdl_levels=(True, True, True, False),
+        **AUTHORS_ARCHITECTURE,
     ),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
-_LIST_FIELDS = ("widths", "depths", "attention", "d_ff", "fdl_levels")
+_LIST_FIELDS = ("widths", "depths", "attention", "d_ff", "fdl_levels", "kernel_size")
 
 
 def _resolve(preset: str, overrides: dict) -> ModelConfig:
@@ -120,7 +160,7 @@ def _resolve(preset: str, overrides: dict) -> ModelConfig:
             f"unknown model option(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}."
         )
     values = {
-        k: (tuple(v) if k in _LIST_FIELDS and v is not None else v) for k, v in overrides.items()
+        k: (tuple(v) if k in _LIST_FIELDS and isinstance(v, (list, tuple)) else v) for k, v in overrides.items()
     }
     cfg = dataclasses.replace(PRESETS[preset], **values)
     _validate(cfg)
@@ -129,9 +169,9 @@ def _resolve(preset: str, overrides: dict) -> ModelConfig:
 
 def _validate(cfg: ModelConfig) -> None:
     n = len(cfg.widths)
-    for name in ("depths", "attention", "d_ff", "fdl_levels"):
+    for name in ("depths", "attention", "d_ff", "fdl_levels", "kernel_size"):
         value = getattr(cfg, name)
-        if value is not None and len(value) != n:
+        if isinstance(value, tuple) and len(value) != n:
             raise ValueError(
                 f"{name} has {len(value)} entries but widths has {n}; give one per level."
             )
@@ -187,7 +227,7 @@ def _layer_factory(cfg: ModelConfig, conditioning: str):
         if joint[level]:
             patch = cfg.patch_size * 2**level
             attn = JointAttentionBlock(
-                width, cfg.d_head, cond_width, pattern, cfg.dropout, patch, cfg.img_channels
+                width, cfg.d_head, cond_width, pattern, cfg.dropout, patch, cfg.img_channels, cfg.fdl_bias
             )
         else:
             attn = SelfAttentionBlock(width, cfg.d_head, cond_width, pattern, cfg.dropout)
@@ -217,8 +257,9 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         cfg.mapping_d_ff or 3 * cfg.mapping_width,
         cfg.num_classes,
         cfg.augment_dim,
-        cfg.dropout,
+        cfg.dropout if cfg.mapping_dropout is None else cfg.mapping_dropout,
         cfg.noise_conditioning,
+        cfg.augment_embedding,
     )
     backbone = HDiT(
         in_channels=in_channels,
@@ -228,9 +269,12 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         depths=list(cfg.depths),
         d_ffs=list(cfg.d_ff or [3 * w for w in cfg.widths]),
         d_head=cfg.d_head,
-        patterns=[AttentionPattern(a, cfg.kernel_size, cfg.window_size) for a in cfg.attention],
+        patterns=[
+            AttentionPattern(a, k, cfg.window_size) for a, k in zip(cfg.attention, cfg.kernel_sizes())
+        ],
         mapping=mapping,
         layer_factory=_layer_factory(cfg, conditioning),
+        rope_per_head=cfg.rope_per_head,
     )
     if cfg.pcs:
         # The output projection starts at zero (the image channels), but NPPC directions need a
@@ -251,4 +295,6 @@ def build(preset: str, conditioning: str = "invfussion", **overrides) -> Denoise
         cfg.sigma_data,
         cfg.logvar_channels,
         config,
+        cfg.logvar_head,
+        cfg.noise_aware_inverse,
     )
