@@ -94,7 +94,7 @@ def _restore(args: argparse.Namespace) -> int:
     from . import degradations as deg
     from .data import load_mnist
     from .models import compile_denoiser, load
-    from .restoration import noise_note, restore, summarize, write_restoration
+    from .restoration import family_note, noise_note, restore, summarize, write_restoration
 
     net = load(args.model, device=args.device)
     if args.compile:
@@ -116,9 +116,9 @@ def _restore(args: argparse.Namespace) -> int:
     x = x.to(args.device)
     labels = _class_labels(net, args, batch=1)
     op = deg.from_spec(args.degradation, image_shape=shape, batch=1, seed=args.seed, device=args.device)
-    note = noise_note(net, op)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    for note in (noise_note(net, op), family_note(net, args.degradation)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     y = op.measure(x, seed=args.seed)
     result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
                      steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,

@@ -92,6 +92,20 @@ def noise_note(net: torch.nn.Module, op: Operator) -> str | None:
     return None
 
 
+def family_note(net: torch.nn.Module, op_spec: str) -> str | None:
+    """One line when the family of ``op_spec`` is not among the conditional model's recorded
+    training specs (``None`` otherwise, and for models that record none)."""
+    families = getattr(net, "trained_families", None)
+    if not families or getattr(net, "conditioning", None) == "unconditional":
+        return None
+    names = {spec.split(":")[0].strip() for spec in families}
+    name = op_spec.split(":")[0].strip()
+    if name in names:
+        return None
+    return (f"{name} is outside this model's training family ({', '.join(sorted(names))}); "
+            "expect a degraded answer, or pick one of those.")
+
+
 def check_method(method: str, net: torch.nn.Module, op: Operator) -> None:
     """Raise ``ValueError`` if ``method`` is unknown, or needs a conditional model and ``net`` is an
     unconditional one asked to restore a non-zero operator (the zero operator is plain sampling)."""

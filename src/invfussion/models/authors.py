@@ -120,15 +120,20 @@ def read_authors_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist; pass the authors' .pt file (their GitHub issue #2 links it).")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise ValueError(
+            f"{path.name} is not a complete PyTorch checkpoint (not the zip archive torch.save writes; it may be "
+            "truncated): download it again, or pass the authors' .pt file."
+        )
     try:
         with torch.serialization.safe_globals([_EasyDict]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).split("\n\n")[0].splitlines()
-        hint = next((line.strip() for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        found = re.search(r"(?:WeightsUnpickler error:\s*|unsupported )(GLOBAL [\w.]+|[^.\n]+)", str(exc))
         raise ValueError(
-            f"{path.name} holds Python objects beyond tensors and plain containers ({hint[:160]}); "
-            "refused, since loading it could run code: pass an EMA checkpoint of the authors' HDiT."
+            f"{path.name} holds Python objects beyond tensors and plain containers "
+            f"({found.group(1).strip()[:120] if found else 'refused by the weights-only reader'}); refused, since "
+            "loading it could run code: pass an EMA checkpoint of the authors' HDiT."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise ValueError(

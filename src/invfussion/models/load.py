@@ -73,8 +73,9 @@ def _read_state(weights: Path, header: dict[str, str], ema: bool) -> dict[str, t
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Denoiser:
     """A denoiser in eval mode, in float32, on ``device``; its ``train_data`` attribute is the
-    ``data`` of its training configuration (``None`` when its JSON does not record one), and
-    ``trained_noise`` the measurement noise it was trained on (``"0"``: noiseless).
+    ``data`` of its training configuration (``None`` when its JSON does not record one),
+    ``trained_noise`` the measurement noise it was trained on (``"0"``: noiseless), and
+    ``trained_families`` its training degradation specs (``None``: the paper's mixture).
 
     Args:
         name_or_path: a shipped name (``mnist32-invfussion``, ``mnist32-palette``,
@@ -100,6 +101,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", ema: bool
     train = record.get("train") or (record.get("source") or {}).get("train") or {}
     net.train_data = train.get("data")  # the training dataset (e.g. "mnist"), for the lmmse prior
     net.trained_noise = str(train.get("measurement_noise", 0.0))  # σ_y it was trained on (NoiseLevels text)
+    net.trained_families = train.get("degradations")  # its training specs (None: the paper's mixture)
     return net.to(device).eval().requires_grad_(False)
 
 

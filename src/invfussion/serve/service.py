@@ -147,8 +147,9 @@ class RestorationService:
             return None, str(exc)
 
     def info(self) -> dict[str, Any]:
-        """The page's settings: model, image shape, steps, sample limit, digits, NPPC status and
-        the model's number of classes (0: not class-conditional, no class picker)."""
+        """The page's settings: model, image shape, steps, sample limit, digits, NPPC status,
+        the model's number of classes (0: not class-conditional, no class picker) and its training
+        degradation specs (the page offers those its list lacks, e.g. an imported model's)."""
         digits = [] if self.digits is None else balanced_indices(DIGIT_STRIP, "test").tolist()
         return {
             "model": self.model_name,
@@ -161,6 +162,7 @@ class RestorationService:
             "nppc": self.nppc_net is not None,
             "nppc_note": self.nppc_note,
             "num_classes": int(getattr(self.net, "num_classes", 0) or 0),
+            "families": list(getattr(self.net, "trained_families", None) or []),
         }
 
     def digit_png(self, index: int) -> Path:
