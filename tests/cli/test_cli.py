@@ -41,7 +41,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
 
 def test_help_lists_every_command():
     out = run_cli("--help").stdout
-    for command in ("demo", "train", "restore", "sample", "evaluate", "prepare-data"):
+    for command in ("demo", "train", "restore", "sample", "evaluate", "prepare-data", "serve", "import-checkpoint"):
         assert command in out
 
 
