@@ -11,7 +11,11 @@ Methods:
 - ``nppc``: the MMSE estimate and the posterior principal components from one call of a model
   trained with ``--objective nppc`` (e.g. ``mnist32-nppc``);
 - ``dps``, ``ddrm``, ``ddnm``, ``pigdm``, ``daps``: zero-shot samplers driving the model's
-  unconditional mode (``op=None``), the way the paper runs them on an unconditional model.
+  unconditional mode (``op=None``), the way the paper runs them on an unconditional model;
+- ``posterior+ddnm``, ``posterior+pigdm``, ``posterior+dps``: those samplers' consistency steps
+  driven by the conditional model itself (InvFussion with ``op`` and ``y`` bound), from noise;
+  ``mmse+ddnm``, ``mmse+pigdm``, ``mmse+dps``: the same from the one-call MMSE, a short trajectory
+  (:mod:`invfussion.sampling.consistency`).
 
 Consistent outputs (``consistent=True``, any method): each output ``x̂`` is moved onto the
 measurement, ``x̂ + A⁺_σ(y − A x̂)`` (:func:`make_consistent`): for noiseless examples the exact
@@ -40,13 +44,13 @@ from . import seeding
 from .data.images import FORMATS, ImageError, decode_image
 from .degradations import NoiseLevels, Operator, ZeroOperator
 from .metrics import consistency, psnr
-from .sampling import check_guidance, guided, lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
+from .sampling import check_guidance, consistency, guided, lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
 from .sampling.guidance import calls_per_evaluation
 from .sampling.lmmse import training_prior
 from .sampling.uncertainty import principal_shift, sample_pca
 from .training.grid import save_image_grid
 
-CONDITIONAL_METHODS = ("posterior", "posterior-mean", "mmse", "nppc")
+CONDITIONAL_METHODS = ("posterior", "posterior-mean", "mmse", "nppc", *consistency.METHODS)
 ONE_CALL_METHODS = ("mmse", "nppc", "posterior-mean", "lmmse")  # one output per image, no samples to take a PCA of
 METHODS = (*CONDITIONAL_METHODS, "lmmse", *zeroshot.METHODS)
 CONSISTENT = "+consistent"
@@ -167,6 +171,14 @@ def run_method(
         if method == "posterior-mean":
             return posterior_mean(net, op, y, num_samples, **options)[:, None], num_samples * nfe
         return posterior(net, op, y, num_samples=num_samples, **options), nfe
+    if consistency.parse_method(method):
+        start, step = consistency.parse_method(method)
+        outs = [
+            consistency.consistent_sample(net, op, y, step, start, steps, seed=seeding.example_seed(seed, s, f"replicate/{method}"),
+                                          indices=indices, progress=progress)
+            for s in range(num_samples)
+        ]
+        return torch.stack(outs, dim=1), consistency.nfe(start, step, steps) * calls
     options = {} if steps is None else {"steps": steps}
     sampler = zeroshot.get(method)
     outs = [

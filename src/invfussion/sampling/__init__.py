@@ -8,12 +8,16 @@ Gaussian reference denoiser used by the tests.
 - :func:`lmmse`, :class:`GaussianPrior`: the linear-MMSE floor under the training images' Gaussian.
 - :class:`NFECounter`: counts denoiser calls.
 - :func:`nppc`: mean, posterior principal components and their stds from one call.
+- :func:`consistent_sample`: a zero-shot sampler's consistency step (DDNM, ΠGDM, DPS) driven by a
+  conditional model with the operator bound, from noise or from the one-call MMSE.
 - :class:`GaussianDenoiser`, :func:`gaussian_posterior`: analytic reference for a Gaussian prior.
 - ``sampling.zeroshot``: zero-shot samplers for unconditional networks (imported on first use).
 """
 
 import importlib
 
+from . import consistency
+from .consistency import consistent_sample
 from .gaussian import GaussianDenoiser, dense_matrix, gaussian_posterior
 from .guidance import Guided, check_guidance, guided
 from .lmmse import GaussianPrior, lmmse
@@ -30,6 +34,8 @@ __all__ = [
     "Guided",
     "NFECounter",
     "check_guidance",
+    "consistency",
+    "consistent_sample",
     "dense_matrix",
     "gaussian_posterior",
     "gram_schmidt",

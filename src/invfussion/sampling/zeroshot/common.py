@@ -56,9 +56,12 @@ def ddim_step(
 
 
 def start(
-    op: Operator, y: Tensor, seed: int, indices: Sequence[int] | None, method: str, sigma_max: float
+    op: Operator, y: Tensor, seed: int, indices: Sequence[int] | None, method: str, sigma_max: float,
+    init: Tensor | None = None,
 ) -> tuple[list[int], Tensor]:
-    """Validate ``y: (B, M)`` against ``op`` and draw ``x_T = σ_max·ε: (B, C, H, W)``.
+    """Validate ``y: (B, M)`` against ``op`` and draw ``x_T = σ_max·ε: (B, C, H, W)``, or
+    ``init + σ_max·ε`` from an estimate ``init: (B, C, H, W)`` of ``x₀`` (a trajectory that starts
+    part-way, SDEdit-style, e.g. from a one-call MMSE estimate).
 
     Returns the global example indices and ``x_T``.
     """
@@ -74,6 +77,10 @@ def start(
             "pass one index per example."
         )
     x = sigma_max * seeding.randn(seed, idx, op.image_shape, f"zeroshot/{method}/init", y.device)
+    if init is not None:
+        if init.shape != x.shape:
+            raise ValueError(f"init must have shape {tuple(x.shape)}, got {tuple(init.shape)}; pass one estimate per example.")
+        x = x + init.to(x.dtype)
     return idx, x
 
 

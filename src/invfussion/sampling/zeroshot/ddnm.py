@@ -51,14 +51,17 @@ def ddnm(
     sigma_max: float = 80.0,
     sigma_min: float = 0.002,
     progress: bool = False,
+    init: Tensor | None = None,
     eta: float = 0.85,
 ) -> Tensor:
     """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
+        init: ``(B, C, H, W)`` an estimate of ``x₀`` to start from at ``sigma_max`` (``init + σ_max·ε``);
+            ``None``: pure noise.
         eta: DDIM stochasticity (0 deterministic, 1 ancestral).
     """
-    idx, x = start(op, y, seed, indices, "ddnm", sigma_max)
+    idx, x = start(op, y, seed, indices, "ddnm", sigma_max, init)
     noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/ddnm/step", y.device)
     sigma_eff = effective_noise_std(op, seed, idx, noise_aware=True).to(x.dtype)
     for sigma, sigma_next in steps_bar(

@@ -42,16 +42,19 @@ def dps(
     sigma_max: float = 80.0,
     sigma_min: float = 0.002,
     progress: bool = False,
+    init: Tensor | None = None,
     zeta: float = 2.0,
 ) -> Tensor:
     """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
+        init: ``(B, C, H, W)`` an estimate of ``x₀`` to start from at ``sigma_max`` (``init + σ_max·ε``);
+            ``None``: pure noise.
         zeta: guidance step on ``∇‖y − A x̂₀‖`` (0 gives unguided ancestral sampling); the default
             2 is the authors' ζ' = 1, chosen over 0.5, 1 and 4 on validation digits (BENCHMARKS.md,
             "Baselines as strong as the public ones").
     """
-    idx, x = start(op, y, seed, indices, "dps", sigma_max)
+    idx, x = start(op, y, seed, indices, "dps", sigma_max, init)
     noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/dps/step", y.device)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "dps"

@@ -50,6 +50,7 @@ def pigdm(
     sigma_max: float = 80.0,
     sigma_min: float = 0.002,
     progress: bool = False,
+    init: Tensor | None = None,
     eta: float = 1.0,
     sigma_data: float = 0.5,
     guidance: float = 1.0,
@@ -57,11 +58,13 @@ def pigdm(
     """Posterior samples ``(B, C, H, W)`` for the measurements ``y: (B, M)`` of operators ``op``.
 
     Args:
+        init: ``(B, C, H, W)`` an estimate of ``x₀`` to start from at ``sigma_max`` (``init + σ_max·ε``);
+            ``None``: pure noise.
         eta: DDIM stochasticity (0 deterministic, 1 ancestral).
         sigma_data: prior standard deviation per pixel in ``r²`` (EDM's σ_d).
         guidance: multiplier of the guidance term (1 is the method; 0 gives unguided DDIM).
     """
-    idx, x = start(op, y, seed, indices, "pigdm", sigma_max)
+    idx, x = start(op, y, seed, indices, "pigdm", sigma_max, init)
     noise = seeding.ExampleNoise(seed, idx, op.image_shape, "zeroshot/pigdm/step", y.device)
     for sigma, sigma_next in steps_bar(
         sigma_schedule(steps, sigma_min, sigma_max), progress, "pigdm"

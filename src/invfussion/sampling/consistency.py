@@ -1,0 +1,116 @@
+"""Data consistency on top of InvFussion: a zero-shot sampler's measurement step driven by
+InvFussion's conditional ``x̂₀`` (issue 27).
+
+One pass through the Feature Degradation Layers conditions the estimate on ``y`` but does not
+enforce ``A x̂ = y``; where the measurement is rich (a random matrix with 64–128 rows) the
+posterior stays far from it. The zero-shot samplers enforce it step by step, each in its own way
+(:mod:`.zeroshot`): a range-space replacement (DDNM), a pseudo-inverse-guided score (ΠGDM), a
+gradient step on ``‖y − A x̂₀‖`` (DPS). Here they are handed InvFussion with the operator and the
+measurement bound (:func:`bind_measurement`) in place of an unconditional network, so each of their
+denoiser calls is one conditional InvFussion call and their consistency step corrects what the
+network leaves. Nothing else changes: the same samplers, the same noise handling for ``σ_y > 0``.
+
+Two ways to start (:func:`consistent_sample`):
+
+- from noise at ``σ_max = 80`` with the sampler's own budget (``posterior+ddnm``,
+  ``posterior+pigdm``, ``posterior+dps`` in ``restore`` and ``evaluate``);
+- from InvFussion's one-call MMSE ``x̂``: ``x̂ + σ_start·ε``, then a short trajectory from
+  ``σ_start`` (``mmse+ddnm``, ``mmse+pigdm``, ``mmse+dps``; one extra call). The defaults
+  :data:`FROM_MMSE` were chosen on validation digits (BENCHMARKS.md, issue 27).
+
+Names: "guidance" in this package is classifier-free guidance (:mod:`.guidance`); this is
+*consistency* with the measurement. Both compose: pass ``sampling.guided(net, labels, cfg)`` as
+``net``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import Tensor
+
+from ..degradations.base import Operator
+from .mmse import mmse
+
+STEPS = ("ddnm", "pigdm", "dps")
+"""The consistency steps, by the zero-shot method they come from."""
+STARTS = ("posterior", "mmse")
+"""Where a trajectory starts: noise at σ = 80 (``posterior``) or the one-call MMSE (``mmse``)."""
+FROM_MMSE: dict[str, dict[str, float]] = {
+    "ddnm": {"steps": 20, "sigma_max": 2.0},
+    "pigdm": {"steps": 20, "sigma_max": 2.0},
+    "dps": {"steps": 100, "sigma_max": 2.0},
+}
+"""Budget and starting noise level of each step when starting from the one-call MMSE."""
+
+
+def bind_measurement(net: Callable, op: Operator, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(x, σ) → net(x, σ, op, y)``: a conditional denoiser as the zero-shot samplers call an
+    unconditional one. ``x: (B, C, H, W)``, ``σ: (B,)``, ``y: (B, M)``."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        return net(x, sigma, op, y)
+
+    return denoise
+
+
+def parse_method(method: str) -> tuple[str, str] | None:
+    """``"posterior+dps"`` → ``("posterior", "dps")``; ``None`` for any other method name."""
+    start, _, step = method.partition("+")
+    return (start, step) if start in STARTS and step in STEPS else None
+
+
+METHODS = tuple(f"{start}+{step}" for start in STARTS for step in STEPS)
+"""Method names in ``restore`` and ``evaluate``."""
+
+
+def options(start: str, step: str, steps: int | None = None) -> dict[str, float]:
+    """The sampler options of a trajectory: the method's own budget from noise, or :data:`FROM_MMSE`;
+    ``steps`` overrides the budget."""
+    chosen = dict(FROM_MMSE[step]) if start == "mmse" else {}
+    if steps is not None:
+        chosen["steps"] = steps
+    return chosen
+
+
+def nfe(start: str, step: str, steps: int | None = None) -> int:
+    """Denoiser calls of one :func:`consistent_sample` (the MMSE start adds its one call)."""
+    from . import zeroshot
+
+    opts = options(start, step, steps)
+    return zeroshot.nfe(step, **{k: int(v) for k, v in opts.items() if k == "steps"}) + (start == "mmse")
+
+
+def consistent_sample(
+    net: Callable,
+    op: Operator,
+    y: Tensor,
+    step: str,
+    start: str = "posterior",
+    steps: int | None = None,
+    seed: int = 0,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """One sample ``(B, C, H, W)`` per measurement ``y: (B, M)``: the zero-shot sampler ``step`` on
+    InvFussion ``net`` with ``op`` and ``y`` bound, started at ``start`` (module docstring).
+
+    ``net`` is called as ``net(x, σ, op, y)`` (a conditional denoiser, possibly
+    ``sampling.guided``); ``steps`` overrides the sampler's budget. Sample ``i`` depends on
+    ``(seed, indices[i])`` only.
+    """
+    from . import zeroshot
+
+    if step not in STEPS or start not in STARTS:
+        raise ValueError(f"unknown consistency {start}+{step}; choose one of {', '.join(METHODS)}.")
+    opts = options(start, step, steps)
+    init = None
+    if start == "mmse":
+        init = mmse(net, op, y, seed=seed, indices=indices)
+    sampler = zeroshot.get(step)
+    return sampler(bind_measurement(net, op, y), op, y, seed=seed, indices=indices, progress=progress,
+                   init=init, **{k: (int(v) if k == "steps" else v) for k, v in opts.items()})
+
+
+__all__ = ["FROM_MMSE", "METHODS", "STARTS", "STEPS", "bind_measurement", "consistent_sample", "nfe", "parse_method"]
+
