@@ -24,69 +24,71 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed ``invfussion train`` arguments."""
+_TRAIN_OPTIONS_OF = {"measurement_noise": "noise", "overrides": "model_overrides"}  # TrainConfig field → option, where they differ
+
+
+def given_train_settings(args: argparse.Namespace) -> dict:
+    """The :class:`TrainConfig` fields set on an ``invfussion train`` command line (options left out
+    parse as ``None``, so the config's own defaults, or a resumed run's settings, apply)."""
     from .training import TrainConfig
 
-    overrides = json.loads(args.model_overrides) if args.model_overrides else {}
-    return TrainConfig(
-        preset=args.preset, conditioning=args.conditioning, steps=args.steps,
-        batch_size=args.batch_size, out=args.out, resume=args.resume, seed=args.seed,
-        data=args.data, resolution=args.resolution, aug_p=args.aug_p, xflip=args.xflip,
-        label_dropout=args.label_dropout, degradations=args.degradations,
-        degradation_weights=args.degradation_weights, measurement_noise=args.noise,
-        objective=args.objective, mmse_share=args.mmse_share, lr=args.lr, warmup_steps=args.warmup_steps,
-        lr_ref_steps=args.lr_ref_steps, ema_half_life_images=args.ema_half_life_images,
-        amp=args.amp, checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, sample_every=args.sample_every,
-        val_every=args.val_every, val_data=args.val_data,
-        log_every=args.log_every, device=args.device, num_workers=args.num_workers,
-        overrides=overrides, compile=args.compile, pcs=args.pcs, nppc_ramp_steps=args.nppc_ramp_steps, init_from=args.init_from,
-    )
+    fields = {field: _TRAIN_OPTIONS_OF.get(field, field) for field in TrainConfig.__dataclass_fields__}
+    given = {field: getattr(args, option) for field, option in fields.items()
+             if getattr(args, option, None) is not None}
+    if "overrides" in given:
+        try:
+            given["overrides"] = json.loads(given["overrides"])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--model-overrides is not JSON ({exc}); pass e.g. '{{\"depths\": [1, 1]}}'.") from None
+    return given
 
 
-_TRAIN_FLAG_OF = {"measurement_noise": "noise", "overrides": "model_overrides"}  # TrainConfig field → flag, where they differ
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``invfussion train`` arguments (defaults for the rest)."""
+    from .training import TrainConfig
+
+    return TrainConfig(**given_train_settings(args))
 
 
 def train_command(config: dict) -> list[str]:
     """The ``invfussion train`` arguments that reproduce a run's ``config.json`` ``"train"`` section.
 
-    Every setting that differs from the flag's default becomes a flag (``resume`` and
-    ``tensorboard`` are left out: how a run was kept, not what it trains). The inverse of
-    :func:`train_config`.
+    Every setting that differs from its default becomes a flag (``resume`` and ``tensorboard`` are
+    left out: how a run was kept, not what it trains). The inverse of :func:`train_config`.
     """
     from .training import TrainConfig
+    from .training.loop import flag_name
 
-    defaults = build_parser().parse_args(["train", "--out", "."])
+    options = vars(build_parser().parse_args(["train", "--out", "."]))
     reference = TrainConfig()
     command: list[str] = []
     for name, value in config.items():
-        flag = _TRAIN_FLAG_OF.get(name, name)
-        if name in ("resume", "tensorboard"):
+        if name in ("resume", "tensorboard") or value == getattr(reference, name):
             continue
-        if not hasattr(defaults, flag):
-            if value != getattr(reference, name):
-                raise ValueError(f"the training setting {name}={value!r} has no invfussion train flag; "
-                                 "train with its default to reproduce the run from the command line.")
-            continue
-        default = getattr(defaults, flag)
-        if name == "overrides":
-            value, default = (json.dumps(value) if value else None), None
-        if value == default:
-            continue
-        option = "--" + flag.replace("_", "-")
+        if _TRAIN_OPTIONS_OF.get(name, name) not in options:
+            raise ValueError(f"the training setting {name}={value!r} has no invfussion train flag; "
+                             "train with its default to reproduce the run from the command line.")
+        option = flag_name(name)
         if isinstance(value, bool):
             command.append(option if value else "--no-" + option[2:])
         elif isinstance(value, list):
             command += [option, *map(str, value)]
         else:
-            command += [option, str(value)]
+            command += [option, json.dumps(value) if isinstance(value, dict) else str(value)]
     return command
 
 
 def _train(args: argparse.Namespace) -> int:
     from .training import train
+    from .training.loop import resume_config
 
-    print(f"final checkpoint: {train(train_config(args))}")
+    if args.resume:
+        config, notes = resume_config(args.out, given_train_settings(args))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        config = train_config(args)
+    print(f"final checkpoint: {train(config)}")
     return 0
 
 
@@ -98,12 +100,17 @@ def _restore(args: argparse.Namespace) -> int:
 
     net = load(args.model, device=args.device)
     if args.compile:
+        from .training.loop import compile_note
+
+        print(f"note: {compile_note(next(net.parameters()).device, skip='leave out --compile to skip it')}",
+              file=sys.stderr)
         compile_denoiser(net)
     shape = (net.img_channels, net.img_resolution, net.img_resolution)
     if args.input is not None:
+        from .data.images import parse_value_range
         from .restoration import load_image
 
-        x, notes = load_image(args.input, shape)
+        x, notes = load_image(args.input, shape, parse_value_range(args.range) if args.range is not None else None)
         for note in notes:
             print(f"note: {note} ({args.input})")
     else:
@@ -176,8 +183,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
-    for note in results["notes"]:
-        print(f"note: {note}", file=sys.stderr)
+    for note in [*results["notes"], results["fd_note"]]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    if results["reused"]:
+        print(f"note: {len(results['reused'])} cell(s) came from {args.out}, computed by an earlier run with these "
+              f"settings ({', '.join(results['reused'])}); pass another --out to compute them again.", file=sys.stderr)
     print(markdown_table(results))
     print(f"\nresults in {args.out}")
     return 0
@@ -220,6 +231,18 @@ def _add_compile(p: argparse.ArgumentParser, training: bool = False) -> None:
                        help="torch.compile the network's operator-free parts; pays on long evaluations only")
 
 
+def _add_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--range", default=None, metavar="MIN,MAX",
+                   help="value window of 16-bit or float images, e.g. 0,4095 for 12-bit data (default: each "
+                        "type's full range: 0–65535, 0–1 for float)")
+
+
+def _add_seed_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the operators, noise and samples; image i depends on (seed, i) only (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+
 def _add_consistent(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistent", action="store_true",
                    help="also report each method's outputs moved onto the measurement as <method>+consistent: "
@@ -238,71 +261,111 @@ def _add_guidance(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance weight w ≥ 0 with --class-label: D_null + w (D_class − D_null)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose ``epilog`` may be a function, called only when the help is shown
+    (so listing the registered families, which imports torch, costs nothing otherwise)."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _restore_epilog() -> str:
+    import textwrap
+
+    from .degradations import FAMILIES
+    from .models.load import SHIPPED
+
+    def listing(title: str, names: str) -> str:
+        return textwrap.fill(f"{title} {names}", width=100, subsequent_indent="  ", break_on_hyphens=False)
+
+    return "\n".join([
+        listing("degradation families (--degradation family[:key=value,...]; each takes noise=σ_y):", ", ".join(FAMILIES)),
+        listing("shipped models (--model; or a checkpoint file or run directory):", ", ".join(SHIPPED)),
+        "  (their cards: src/invfussion/assets/MODEL_CARDS.md)",
+    ])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="invfussion",
         description="Solve linear inverse problems in imaging with one degradation-aware diffusion model.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="`invfussion COMMAND --help` shows its options")
 
     p = sub.add_parser("demo", help="restore embedded MNIST digits with the shipped model")
     p.add_argument("--out", default="demo", help="output folder (default: demo)")
-    p.add_argument("--model", default="mnist32-invfussion")
-    p.add_argument("--num-images", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="mnist32-invfussion",
+                   help="shipped name, checkpoint file or run directory (default: mnist32-invfussion)")
+    p.add_argument("--num-images", type=int, default=8, help="embedded test digits to restore (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the operators, noise and samples (default: 0)")
     p.set_defaults(run=_demo)
 
-    p = sub.add_parser("train", help="train an InvFussion, Palette or unconditional model")
-    p.add_argument("--preset", default="mnist32", help="mnist32, ffhq64, imagenet64 or ffhq256")
-    p.add_argument("--conditioning", default="invfussion", help="invfussion, palette or unconditional")
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--batch-size", type=int, default=64, help="global batch (independent of process count)")
-    p.add_argument("--checkpoint-every", type=int, default=1_000)
-    p.add_argument("--keep-checkpoints", type=int, default=3, help="how many recent checkpoints to keep")
-    p.add_argument("--sample-every", type=int, default=1_000)
-    p.add_argument("--val-every", type=int, default=0, metavar="N",
-                   help="validate the EMA model every N steps on held-out images (0: never); figures go to log.jsonl")
-    p.add_argument("--val-data", default=None, metavar="PATH",
+    p = sub.add_parser("train", help="train an InvFussion, Palette or unconditional model",
+                       description="Train a model into --out. Options left out take their defaults, or with --resume "
+                                   "the run's own settings from --out/config.json.")
+    p.add_argument("--preset", help="model size: mnist32 (default), ffhq64, imagenet64 or ffhq256")
+    p.add_argument("--conditioning", help="invfussion (default), palette or unconditional")
+    p.add_argument("--steps", type=int, help="total training steps, counting those already done (default: 20000)")
+    p.add_argument("--batch-size", type=int, help="global batch, independent of the process count (default: 64)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="write a checkpoint every N steps (default: 1000)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="N", help="how many recent checkpoints to keep (default: 3)")
+    p.add_argument("--sample-every", type=int, metavar="N",
+                   help="write a preview grid to RUN/samples/ every N steps (default: 1000)")
+    p.add_argument("--val-every", type=int, metavar="N",
+                   help="validate the EMA model every N steps on held-out images (default 0: never); figures go to log.jsonl")
+    p.add_argument("--val-data", metavar="PATH",
                    help="held-out images for --val-every (default: the embedded MNIST validation split with --data mnist)")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, metavar="N",
+                   help="log the loss to the progress bar and log.jsonl every N steps (default: 50)")
+    p.add_argument("--seed", type=int, help="seed of every random draw of the run (default: 0)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    p.add_argument("--data", default="mnist", help="'mnist' (embedded), an image folder or a dataset zip")
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--degradations", nargs="+", default=None, metavar="SPEC",
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint with its own settings; options given "
+                        "change those that may change (--steps, cadences, --device, --num-workers, --compile)")
+    p.add_argument("--data", help="'mnist' (embedded, the default), an image folder or a dataset zip")
+    p.add_argument("--resolution", type=int, help="image side in pixels (default: the first image's)")
+    p.add_argument("--degradations", nargs="+", metavar="SPEC",
                    help="training degradation specs (default: the paper's mixture)")
-    p.add_argument("--degradation-weights", nargs="+", type=float, default=None)
-    p.add_argument("--noise", default="0:0.2,zero=0.5", metavar="LEVELS",
+    p.add_argument("--degradation-weights", nargs="+", type=float, metavar="W",
+                   help="one sampling weight per --degradations spec (default: equal)")
+    p.add_argument("--noise", metavar="LEVELS",
                    help="σ_y of specs that set none, drawn per example (default 0:0.2,zero=0.5: half noiseless, "
                         "half uniform on (0, 0.2]); 0 trains noiseless; any noisy range makes the model noise-aware")
-    p.add_argument("--objective", default="diffusion", help="diffusion, mmse or nppc")
-    p.add_argument("--mmse-share", type=float, default=0.25,
-                   help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100); "
-                        "0.25 won the A/B in BENCHMARKS.md, 0 is the plain EDM2 recipe")
-    p.add_argument("--pcs", type=int, default=0, help="posterior principal components the model outputs (nppc)")
-    p.add_argument("--nppc-ramp-steps", type=int, default=500, help="steps over which the NPPC terms ramp in")
-    p.add_argument("--init-from", default=None, metavar="MODEL",
+    p.add_argument("--objective", help="diffusion (default), mmse or nppc")
+    p.add_argument("--mmse-share", type=float,
+                   help="share of conditional examples trained at the one-call MMSE end (pure noise at σ = 100; "
+                        "default 0.25, which won the A/B in BENCHMARKS.md; 0 is the plain EDM2 recipe)")
+    p.add_argument("--pcs", type=int, help="posterior principal components the model outputs (nppc; default: 0)")
+    p.add_argument("--nppc-ramp-steps", type=int, help="steps over which the NPPC terms ramp in (default: 500)")
+    p.add_argument("--init-from", metavar="MODEL",
                    help="start from this model's weights (shipped name, checkpoint or run), e.g. for nppc")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup-steps", type=int, default=500)
-    p.add_argument("--lr-ref-steps", type=int, default=5_000)
-    p.add_argument("--ema-half-life-images", type=float, default=500_000)
-    p.add_argument("--aug-p", type=float, default=0.0)
-    p.add_argument("--xflip", action="store_true")
-    p.add_argument("--label-dropout", type=float, default=0.1)
-    p.add_argument("--amp", default="auto", help="auto, bf16, fp16 or none")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: auto)")
-    p.add_argument("--model-overrides", default=None, metavar="JSON", help='e.g. \'{"depths": [1, 1]}\'')
+    p.add_argument("--lr", type=float, help="peak Adam learning rate (default: 2e-4)")
+    p.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up (default: 500)")
+    p.add_argument("--lr-ref-steps", type=int,
+                   help="the learning rate decays as 1/√(step/N) after N steps (default: 5000)")
+    p.add_argument("--ema-half-life-images", type=float, help="EMA half-life in images (default: 500000)")
+    p.add_argument("--aug-p", type=float, help="probability of each non-leaking augmentation (default: 0)")
+    p.add_argument("--xflip", action="store_true", default=None, help="also train on mirrored images")
+    p.add_argument("--label-dropout", type=float,
+                   help="share of class labels dropped to train classifier-free guidance (default: 0.1)")
+    p.add_argument("--amp", help="mixed precision: auto, bf16, fp16 or none (default auto: bf16 on CUDA, none on the CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default auto: CUDA when available)")
+    p.add_argument("--num-workers", type=int, help="data-loading processes (default: auto)")
+    p.add_argument("--model-overrides", metavar="JSON",
+                   help='architecture changes to the preset, e.g. \'{"depths": [1, 1]}\'')
     _add_compile(p, training=True)
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("restore", help="restore an image from a degraded measurement")
+    p = sub.add_parser("restore", help="restore an image from a degraded measurement", epilog=_restore_epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mnist32-invfussion", help="shipped name, checkpoint file or run directory")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="clean image to degrade (the reference for PSNR)")
+    src.add_argument("--input", metavar="IMAGE",
+                     help="clean image to degrade (the reference for PSNR); converted to the model's channels and "
+                          "centre-cropped and resized to its size, each change noted")
     src.add_argument("--dataset-index", type=int, help="index of an embedded MNIST digit")
     p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index: train, validation or test")
     p.add_argument("--degradation", required=True, metavar="SPEC", help="e.g. motion-blur:stride=4")
@@ -310,28 +373,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="posterior, posterior-mean (the mean of --num-samples samples), mmse, nppc (a model "
                         "trained with --objective nppc), lmmse (the linear-MMSE floor, any model), or a "
                         "zero-shot method: dps, ddrm, ddnm, pigdm, daps")
-    p.add_argument("--num-samples", type=int, default=2)
+    p.add_argument("--num-samples", type=int, default=2, help="posterior samples to draw (default: 2)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     _add_solver(p)
     p.add_argument("--uncertainty", type=int, default=0, metavar="K",
                    help="also write the per-pixel std map and the top-K sample-PCA directions")
     _add_consistent(p)
     _add_guidance(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True)
+    _add_seed_device(p)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the PNGs (reference, A⁺y, outputs, grid.png) and metrics.json")
+    _add_range(p)
     _add_compile(p)
     p.set_defaults(run=_restore)
 
     p = sub.add_parser("sample", help="draw unconditional or class-conditional samples")
-    p.add_argument("--model", default="mnist32-unconditional")
-    p.add_argument("--num-samples", type=int, default=16)
+    p.add_argument("--model", default="mnist32-unconditional",
+                   help="shipped name, checkpoint file or run directory (default: mnist32-unconditional)")
+    p.add_argument("--num-samples", type=int, default=16, help="samples to draw (default: 16)")
     _add_guidance(p)
-    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--steps", type=int, default=32, help="sampler steps (default: 32)")
     _add_solver(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True)
+    _add_seed_device(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for samples.png")
     p.set_defaults(run=_sample)
 
     p = sub.add_parser("evaluate", help="compare methods on a benchmark (PSNR, FD, C-FD, NFE)")
@@ -339,46 +403,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. invfussion=mnist32-invfussion palette=mnist32-palette unconditional=mnist32-unconditional")
     p.add_argument("--methods", nargs="+", required=True,
                    help="KEY:METHOD, e.g. invfussion:posterior invfussion:mmse invfussion:lmmse unconditional:ddrm")
-    p.add_argument("--degradations", nargs="+", required=True, metavar="SPEC")
-    p.add_argument("--num-images", type=int, default=500)
+    p.add_argument("--degradations", nargs="+", required=True, metavar="SPEC",
+                   help="operator specs, one table column each, e.g. motion-blur inpaint-patches matrix:noise=0.1")
+    p.add_argument("--num-images", type=int, default=500,
+                   help="images to evaluate on (default: 500; FD needs about 50 or more to mean much)")
     p.add_argument("--split", default="test", choices=("test", "validation"),
                    help="embedded MNIST digits to evaluate on: validation for recipe choices, test for the final tables")
     p.add_argument("--data", default=None, help="evaluate on your own images instead: a folder or dataset zip")
     p.add_argument("--fd-weights", default=None, metavar="PATH",
                    help="Inception-v3 weights file for FD on --data (torch-fidelity's; nothing is downloaded)")
-    p.add_argument("--samples-per-image", type=int, default=1)
+    p.add_argument("--samples-per-image", type=int, default=1,
+                   help="posterior samples per image; PSNR averages over them (default: 1)")
     p.add_argument("--class-labels", default="none", choices=("true", "none"),
                    help="true: condition a class-conditional model on each digit's own label (default: none)")
     p.add_argument("--cfg", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight w ≥ 0 (needs --class-labels true)")
     _add_consistent(p)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     _add_solver(p)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=100, help="images per network call (default: 100)")
+    _add_seed_device(p)
     p.add_argument("--out", required=True, help="results JSON (finished cells are reused on rerun)")
     _add_compile(p)
     p.set_defaults(run=_evaluate)
 
     p = sub.add_parser("prepare-data", help="turn a folder of images into a dataset zip")
-    p.add_argument("src")
-    p.add_argument("dest")
-    p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("src", help="folder of PNG, JPEG, TIFF, BMP or WebP images (one subfolder per class gives labels)")
+    p.add_argument("dest", help="the dataset zip to write; skipped files are listed in DEST.skipped.txt")
+    p.add_argument("--resolution", type=int, required=True,
+                   help="output side in pixels; images are centre-cropped to a square and resized")
     p.add_argument("--channels", type=int, default=None,
                    help="1 (grey) or 3 (RGB); default: 3 if any image has colour, else 1")
-    p.add_argument("--range", default=None, metavar="MIN,MAX",
-                   help="value window of high-bit-depth data, e.g. 0,4095 (default: each type's full range)")
+    _add_range(p)
     p.add_argument("--strict", action="store_true", help="fail on any image that would be skipped")
     p.set_defaults(run=_prepare_data)
 
     p = sub.add_parser("serve", help="a web page to restore images in the browser")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     p.add_argument("--model", default="mnist32-invfussion", help="shipped name, checkpoint file or run directory")
     p.add_argument("--nppc-model", default="mnist32-nppc", help="model for the principal directions ('' for sample PCA)")
-    p.add_argument("--steps", type=int, default=32, help="Heun steps per posterior sample")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=32, help="Heun steps per posterior sample (default: 32)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.set_defaults(run=_serve)
 
     p = sub.add_parser("import-checkpoint", help="the paper authors' released weights (.pt) -> our model format")

@@ -14,7 +14,11 @@ guidance weight ``cfg``; the cell's key and row name then carry both (``…:post
 cfg=2] @ …``), so cells of different class settings never mix. On the MNIST digits every cell
 also holds the shipped classifier's accuracy on the first samples against the digits' labels.
 
-On the user's own images (``data``: a folder or zip, its first ``num_images``) FD and C-FD use
+Every run records which requested cells it took from the file (``"reused"``), and with fewer than
+50 images what an FD of so few means (``"fd_note"``).
+
+On the user's own images (``data``: a folder or zip, its first ``num_images``, read for the first
+model's shape as ``restore --input`` reads an image, each conversion noted) FD and C-FD use
 Inception-v3 features from a local weights file (``fd_weights``); without one they are skipped and
 the results say why (``"fd_skipped"``): the MNIST classifier's features mean nothing there.
 """
@@ -22,6 +26,7 @@ the results say why (``"fd_skipped"``): the MNIST classifier's features mean not
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -181,22 +186,54 @@ def evaluate_cell(
     return rows
 
 
-def clean_images(spec: EvaluationSpec) -> tuple[Tensor, Tensor | None]:
+def clean_images(spec: EvaluationSpec, image_shape: tuple[int, int, int] = (1, 32, 32)) -> tuple[Tensor, Tensor | None]:
     """``(N, C, H, W)`` in [-1, 1]: ``num_images`` balanced digits of the MNIST ``split`` and their
-    labels ``(N,)``, or the first ``num_images`` images of ``spec.data`` and ``None``."""
-    from .data import balanced_indices, load_mnist, open_dataset
+    labels ``(N,)``, or the first ``num_images`` images of ``spec.data`` (:func:`data_images`) and ``None``."""
+    from .data import balanced_indices, load_mnist
 
-    if spec.data is None:
-        images, labels = load_mnist(spec.split)
-        chosen = balanced_indices(spec.num_images, spec.split)
-        return images[chosen], labels[chosen]
+    if spec.data is not None:
+        return data_images(spec, image_shape)[0], None
+    images, labels = load_mnist(spec.split)
+    chosen = balanced_indices(spec.num_images, spec.split)
+    return images[chosen], labels[chosen]
+
+
+def data_images(spec: EvaluationSpec, image_shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+    """The first ``num_images`` images of ``spec.data`` as ``(N, C, H, W)`` in [-1, 1] for a model of
+    ``image_shape``, read as ``restore --input`` reads one (:func:`invfussion.data.images.read_image`),
+    and one note per kind of conversion made, with how many images it changed."""
+    from collections import Counter
+
+    from .data import ImageError, open_dataset
+
     dataset = open_dataset(spec.data)
     if len(dataset) < spec.num_images:
         raise ValueError(
             f"{spec.data} holds {len(dataset)} images, fewer than --num-images {spec.num_images}; "
             f"pass --num-images {len(dataset)} or fewer."
         )
-    return torch.stack([dataset[i][0] for i in range(spec.num_images)]), None
+    images, notes = [], Counter()
+    for i in range(spec.num_images):
+        try:
+            x, changes = dataset.read(i, image_shape)
+        except ImageError as error:
+            raise ValueError(f"{dataset.names[i]} in {spec.data}: {error}; fix or remove it.") from None
+        images.append(x)
+        notes.update(changes)
+    return torch.stack(images), [f"{spec.data}: {note} ({n} of {spec.num_images} images)" for note, n in notes.items()]
+
+
+SMALL_FD_SAMPLE = 50
+"""Below this many images an FD says little beyond its own bias (see :func:`small_sample_note`)."""
+
+
+def small_sample_note(num_images: int, dims: int) -> str | None:
+    """What an FD from ``num_images`` images of ``dims`` features means, when they are few."""
+    if num_images >= SMALL_FD_SAMPLE:
+        return None
+    return (f"FD and C-FD come from only {num_images} images: they fit a mean and a {dims}×{dims} feature covariance "
+            f"to {num_images} points, so they are biased upward and noisy, comparable only with FDs of the same "
+            f"{num_images} images; use --num-images {SMALL_FD_SAMPLE} or more (500 for tables).")
 
 
 def fd_features(spec: EvaluationSpec) -> tuple[FeatureExtractor | None, str | None]:
@@ -218,6 +255,7 @@ def fd_features(spec: EvaluationSpec) -> tuple[FeatureExtractor | None, str | No
 def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     """Evaluate every (method, degradation) cell of ``spec``; returns and writes the results JSON."""
     from .models import compile_denoiser, load
+    from .training.loop import compile_note
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,32 +264,52 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
         deg.parse_spec(spec_text)  # fail before any work on a bad spec
     if spec.class_labels not in (None, "true"):
         raise ValueError(f"class_labels must be 'true' or None, got {spec.class_labels!r}.")
+    if spec.data == "mnist":
+        raise ValueError("--data mnist: leave out --data to evaluate on the embedded digits (--split picks which).")
     if spec.class_labels is not None and spec.data is not None:
         raise ValueError("--class-labels true needs the embedded MNIST digits' labels; drop --data or --class-labels.")
     check_cfg(spec.class_labels is not None, spec.cfg)
     cells = _load_results(out, spec)
     record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells, "notes": []}
-    x, true_labels = clean_images(spec)
+    nets: dict[str, torch.nn.Module] = {}
+
+    def net_of(key: str) -> torch.nn.Module:
+        if key not in nets:
+            nets[key] = load(spec.models[key], device=spec.device)
+        return nets[key]
+
+    if spec.data is not None:  # read at the first model's shape
+        first = net_of(pairs[0][0])
+        x, record["notes"] = data_images(spec, (first.img_channels, first.img_resolution, first.img_resolution))
+        true_labels = None
+    else:
+        x, true_labels = clean_images(spec)
     labels = true_labels if spec.class_labels == "true" else None
     features, record["fd_skipped"] = fd_features(spec)
     reference_features = None if features is None else features(x.to(spec.device))
-    nets: dict[str, torch.nn.Module] = {}
+    record["fd_note"] = None if features is None else small_sample_note(spec.num_images, reference_features.shape[1])
     guidance = {"class_labels": spec.class_labels, "cfg": spec.cfg}
     variants = [""] + [CONSISTENT] * spec.consistent
-    todo = [(k, m, d) for d in spec.degradations for k, m in pairs
-            if any(cell_key(k, m + v, d, **guidance) not in cells for v in variants)]
+    wanted = [(k, m, d) for d in spec.degradations for k, m in pairs]
+    todo = [(k, m, d) for k, m, d in wanted if any(cell_key(k, m + v, d, **guidance) not in cells for v in variants)]
+    record["reused"] = [cell_key(k, m + v, d, **guidance) for k, m, d in wanted if (k, m, d) not in todo
+                        for v in variants]
+    checked: set[str] = set()
     for key, method, spec_text in tqdm(todo, desc="cells"):
-        if key not in nets:
-            nets[key] = load(spec.models[key], device=spec.device)
+        if key not in checked:
+            checked.add(key)
+            net = net_of(key)
             if spec.compile:
-                compile_denoiser(nets[key])
-            shape = (nets[key].img_channels, nets[key].img_resolution, nets[key].img_resolution)
+                tqdm.write(f"note: {compile_note(torch.device(spec.device), skip='leave out --compile to skip it')}",
+                           file=sys.stderr)
+                compile_denoiser(net)
+            shape = (net.img_channels, net.img_resolution, net.img_resolution)
             if tuple(x.shape[1:]) != shape:
                 raise ValueError(
-                    f"model {key} takes {shape} images but the evaluation images are {tuple(x.shape[1:])}; "
-                    "pass --data with images of the model's shape."
+                    f"model {key} takes {shape} images but the evaluation images are {tuple(x.shape[1:])} "
+                    f"(the first model's); evaluate models of different image shapes with separate --out files."
                 )
-            check_guidance(nets[key], labels, spec.cfg)
+            check_guidance(net, labels, spec.cfg)
         probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
         note = None if method == "lmmse" else noise_note(nets[key], probe)  # lmmse never calls the network
         if note and f"{key} @ {spec_text}: {note}" not in record["notes"]:

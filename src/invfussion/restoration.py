@@ -41,9 +41,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from . import seeding
-from .data.images import FORMATS, ImageError, decode_image
+from .data.images import FORMATS, ImageError, read_image
 from .degradations import NoiseLevels, Operator, ZeroOperator
-from .metrics import consistency, psnr
+from .metrics import consistency as measurement_consistency
+from .metrics import psnr
 from .sampling import check_guidance, consistency, guided, lmmse, mmse, nppc, posterior, posterior_mean, zeroshot
 from .sampling.guidance import calls_per_evaluation
 from .sampling.lmmse import training_prior
@@ -254,7 +255,7 @@ def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[st
     table: dict[str, dict[str, float]] = {}
     for method, out in result.outputs.items():
         row = {
-            "consistency": float(torch.stack([consistency(op, o, y) for o in out.unbind(1)]).mean()),
+            "consistency": float(torch.stack([measurement_consistency(op, o, y) for o in out.unbind(1)]).mean()),
             "nfe": result.nfe[method],
             "seconds_per_image": result.seconds[method],
         }
@@ -266,20 +267,22 @@ def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[st
 
 
 def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | None = None) -> list[Path]:
-    """Write PNGs (``reference``, ``pinv``, ``<method>-<s>``, a ``grid``) and ``metrics.json`` for
-    the first example of ``result``. For each method with principal components: ``<method>-pc<k>-
-    minus`` / ``-plus`` (the mean ∓ 2σ_k u_k) and, for sampling methods, the per-pixel std map
-    ``<method>-std`` (scaled to its maximum)."""
+    """Write PNGs (``reference``, ``pinv``, ``<method>-<s>``, a ``grid`` with each column's name
+    above it) and ``metrics.json`` for the first example of ``result``. For each method with
+    principal components: ``<method>-pc<k>-minus`` / ``-plus`` (the mean ∓ 2σ_k u_k) and, for
+    sampling methods, the per-pixel std map ``<method>-std`` (scaled to its maximum)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    columns = [] if result.reference is None else [result.reference[:1]]
+    columns, labels = ([], []) if result.reference is None else ([result.reference[:1]], ["reference"])
     images = {"reference": result.reference, "pinv": result.pinv}
     columns.append(result.pinv[:1])
+    labels.append("A+y (pinv)")
     for method, out in result.outputs.items():
         for s in range(out.shape[1]):
             images[f"{method}-{s:03d}" if out.shape[1] > 1 else method] = out[:, s]
             columns.append(out[:1, s])
+            labels.append(f"{method} {s}" if out.shape[1] > 1 else method)
         if method in result.components:
             mean, directions, stds = (t[:1] for t in result.components[method])
             if out.shape[1] > 1:
@@ -290,7 +293,7 @@ def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | 
     for name, image in images.items():
         if image is not None:
             written.append(save_image_grid([image[:1]], out_dir / f"{name}.png", pad=0))
-    written.append(save_image_grid(columns, out_dir / "grid.png"))
+    written.append(save_image_grid(columns, out_dir / "grid.png", labels=labels))
     if summary is not None:
         path = out_dir / "metrics.json"
         path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -298,22 +301,22 @@ def write_restoration(result: Restoration, out_dir: str | Path, summary: dict | 
     return written
 
 
-def load_image(path: str | Path, image_shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+def load_image(
+    path: str | Path, image_shape: tuple[int, int, int], value_range: tuple[float, float] | None = None
+) -> tuple[Tensor, list[str]]:
     """An image file as ``(1, C, H, W)`` in [-1, 1] for a model of ``(C, H, W)``, and a note for
-    each conversion made (the rules of :mod:`invfussion.data.images`; the size must match)."""
+    each conversion made (:func:`invfussion.data.images.read_image`: channels converted, other
+    sizes centre-cropped and resized, ``value_range`` windowing high-bit-depth values)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input image {path} does not exist; pass an existing {FORMATS} file.")
     try:
-        image = decode_image(path.read_bytes(), image_shape[0])
+        x, notes = read_image(path.read_bytes(), image_shape, value_range)
     except ImageError as exc:
+        if exc.reason in ("values out of range", "not finite", "unsupported"):
+            raise ValueError(f"{path}: {exc}.") from None
         raise ValueError(f"cannot read {path} as an image: {exc}; pass a valid {FORMATS} file.") from None
-    if image.size != (image_shape[2], image_shape[1]):
-        raise ValueError(
-            f"{path} is {image.size[0]}×{image.size[1]} but the model expects {image_shape[2]}×{image_shape[1]}; "
-            "resize it (e.g. with `invfussion prepare-data`)."
-        )
-    return image.tensor()[None], image.notes()
+    return x[None], notes
 
 
 DEMO_DEGRADATIONS = ("motion-blur", "inpaint-patches", "matrix", "outpaint-box")

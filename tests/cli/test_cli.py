@@ -138,17 +138,28 @@ def test_bad_spec(tiny_run, tmp_path):
     assert_one_line_error(result, "telepathy")
 
 
-def test_colour_input_is_converted_for_a_grey_model_and_a_wrong_size_is_one_line(tiny_run, tmp_path, capsys):
+def test_restore_input_takes_the_shared_image_path_with_a_note_per_conversion(tiny_run, tmp_path, capsys):
+    """Colour → grey, another size → centre crop and resize, --range → a window: as prepare-data and
+    the web page do; a NaN image is told what is wrong, not to pass a valid file."""
     path = tmp_path / "rgb.png"
     Image.fromarray(np.full((32, 32, 3), (255, 0, 0), dtype=np.uint8)).save(path)
-    assert main(["restore", "--model", str(tiny_run), "--input", str(path), "--degradation", "matrix",
-                 "--method", "mmse", "--out", str(tmp_path / "o")]) == 0
+    restore = ["restore", "--model", str(tiny_run), "--degradation", "matrix", "--method", "mmse", "--out", str(tmp_path / "o")]
+    assert main([*restore, "--input", str(path)]) == 0
     assert "note: converted the colour image to grayscale" in capsys.readouterr().out
     assert np.asarray(Image.open(tmp_path / "o" / "reference.png")).max() == 76  # the luma of red
-    Image.new("L", (30, 32)).save(path)
-    result = run_cli("restore", "--model", str(tiny_run), "--input", str(path), "--degradation", "matrix",
-                     "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, "30×32", "expects 32×32")
+    Image.new("L", (30, 40), 255).save(path)
+    assert main([*restore, "--input", str(path)]) == 0
+    assert f"note: resized the 30×40 image to 32×32 after cropping its centred square ({path})" in capsys.readouterr().out
+    assert np.asarray(Image.open(tmp_path / "o" / "reference.png")).min() == 255
+    tiff = tmp_path / "ct.tif"
+    Image.fromarray(np.full((32, 32), 2.0, dtype=np.float32)).save(tiff)
+    assert_one_line_error(run_cli(*restore, "--input", str(tiff)), "beyond the [0, 1] of its type", "--range MIN,MAX")
+    assert main([*restore, "--input", str(tiff), "--range", "0,4"]) == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "reference.png")).max() == 128  # 2 in [0, 4]
+    Image.fromarray(np.full((32, 32), np.nan, dtype=np.float32)).save(tiff)
+    result = run_cli(*restore, "--input", str(tiff))
+    assert_one_line_error(result, "holds NaN or infinite values; replace them")
+    assert "valid" not in result.stderr
 
 
 def test_corrupt_image_and_checkpoint(tiny_run, tmp_path):
@@ -178,7 +189,7 @@ def test_unknown_model_name(tmp_path):
     assert_one_line_error(result, "no-such-model")
 
 
-def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path):
+def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path, capsys):
     out = tmp_path / "results.json"
     common = ["evaluate", "--models", f"tiny={tiny_run}", "--degradations", "matrix", "--num-images", "10",
               "--batch-size", "5", "--steps", "2", "--out", str(out)]
@@ -186,8 +197,12 @@ def test_evaluate_resumes_from_cached_cells(tiny_run, tmp_path):
     first = json.loads(out.read_text())["cells"]
     (cell,) = first.values()
     assert cell["nfe"] == 1 and cell["images"] == 10 and cell["c_fd"] is not None
-    # Adding a method computes only the new cell; the finished one is reused as it was.
+    err = capsys.readouterr().err
+    assert "note: FD and C-FD come from only 10 images" in err and "came from" not in err
+    # Adding a method computes only the new cell; the finished one is reused as it was, and said so.
     assert main(common + ["--methods", "tiny:mmse", "tiny:ddnm"]) == 0
+    assert f"note: 1 cell(s) came from {out}, computed by an earlier run with these settings (tiny:mmse @ matrix)" in (
+        capsys.readouterr().err)
     second = json.loads(out.read_text())["cells"]
     assert len(second) == 2 and all(second[k] == v for k, v in first.items())
     assert next(c for c in second.values() if c["method"] == "ddnm")["nfe"] == 2
@@ -321,3 +336,18 @@ def test_train_command_reproduces_a_runs_config(tiny_run):
     assert dataclasses.replace(rebuilt, resume=True, tensorboard=False) == TrainConfig(**recorded)
     with pytest.raises(ValueError, match="p_std=2.0 has no invfussion train flag"):
         train_command({**recorded, "p_std": 2.0})
+
+
+def test_evaluate_data_is_read_like_restore_input_with_notes(tiny_run, tmp_path, capsys):
+    """Colour images of another size are converted and resized for the model, each kind noted once."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 30, 3), (0, 40 * i, 200), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--models", f"tiny={tiny_run}", "--methods", "tiny:mmse", "--degradations", "matrix",
+                 "--data", str(folder), "--num-images", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {folder}: converted the colour image to grayscale (3 of 3 images)" in err
+    assert f"note: {folder}: resized the 30×40 image to 32×32 after cropping its centred square (3 of 3 images)" in err
+    assert json.loads(out.read_text())["cells"]["tiny:mmse @ matrix"]["images"] == 3

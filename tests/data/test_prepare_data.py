@@ -102,7 +102,11 @@ def test_bad_files_are_skipped_and_reported_and_strict_fails_on_them(tmp_path, c
     assert main(["prepare-data", str(src), str(dest), "--resolution", "8"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("wrote 6 images") and "with 3 channels (a_rgb.png has colour" in line
-    assert "skipped: 1 corrupt or truncated, 1 empty, 1 not an image" in line
+    assert "skipped: 1 corrupt or truncated, 1 empty, 1 not an image (empty.png, garbage.jpg, truncated.png; " in line
+    assert f"all listed with reasons in {dest}.skipped.txt)" in line
+    listed = (tmp_path / "d.zip.skipped.txt").read_text().splitlines()
+    assert [entry.split(": ", 1)[0] for entry in listed] == [str(src / n) for n in ("empty.png", "garbage.jpg", "truncated.png")]
+    assert "the file is empty" in listed[0]
     assert "converted: 1 CMYK, 1 alpha, 2 grey→RGB, 1 palette" in line
     assert len(data.open_dataset(dest)) == 6
     strict = subprocess.run(

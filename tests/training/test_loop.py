@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -226,8 +227,9 @@ def test_runs_from_before_a_setting_resume_with_what_they_were_trained_with(tmp_
     check_resumable(saved, TrainConfig(mmse_share=0.0, measurement_noise="0"), tmp_path)
 
 
-def test_compile_defaults_to_on_for_the_cpu_and_compiles_the_training_network_only(tmp_path):
-    """``compile=None`` compiles on the CPU (measured faster there); the EMA copy stays eager."""
+def test_compile_defaults_to_on_for_the_cpu_and_compiles_the_training_network_only(tmp_path, capsys):
+    """``compile=None`` compiles on the CPU (measured faster there), saying so first; the EMA copy
+    stays eager."""
     from invfussion.models.hdit import SelfAttentionBlock
 
     def compiled_blocks(cfg):
@@ -238,5 +240,27 @@ def test_compile_defaults_to_on_for_the_cpu_and_compiles_the_training_network_on
         return all("attention" in vars(m) for m in blocks)
 
     assert compiled_blocks(tiny_config(tmp_path / "auto", compile=None))
+    assert "note: compiling the model for this CPU, about 90 s the first time" in capsys.readouterr().err
     assert not compiled_blocks(tiny_config(tmp_path / "off"))
+    assert "compiling" not in capsys.readouterr().err
     assert TrainConfig().compile is None
+
+
+def test_the_eta_clock_restarts_after_a_slow_first_step():
+    """The bar's rate leaves out the first step (a compile): 3 quick steps after a slow one."""
+    import time
+
+    from tqdm import tqdm
+
+    from invfussion.training.loop import restart_clock
+
+    progress = tqdm(total=100, initial=40, disable=False, file=open(os.devnull, "w"))
+    time.sleep(0.5)  # the compile
+    progress.update(1)
+    restart_clock(progress)
+    for _ in range(3):
+        time.sleep(0.01)
+        progress.update(1)
+    info = progress.format_dict
+    assert info["n"] == 44 and info["initial"] == 41 and info["elapsed"] < 0.3
+    progress.close()

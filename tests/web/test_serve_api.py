@@ -129,7 +129,7 @@ def test_light_upload_suggests_invert_and_invert_negates(server):
         ({"image": {"digit": 0}, "degradation": "mask", "hidden": "1" * 1024}, "hides every pixel"),
         ({"image": {"digit": 0}, "degradation": "mask", "hidden": "01"}, "1024 characters"),
         ({"image": {"digit": 500}, "degradation": "outpaint-box"}, "test digit 500 does not exist"),
-        ({"image": {"upload": "u999"}, "degradation": "outpaint-box"}, "upload it again"),
+        ({"image": {"upload": "u999"}, "degradation": "outpaint-box"}, "no image was uploaded as 'u999'"),
         ({"degradation": "outpaint-box"}, "names no image"),
         ({"image": {"digit": 0}, "degradation": "outpaint-box", "num_samples": 5}, "from 2 to 4"),
         (
@@ -333,3 +333,15 @@ def test_a_body_left_unread_closes_the_connection(server):
     head, body = data.split(b"\r\n\r\n", 1)
     assert b" 411 " in head.split(b"\r\n")[0] and b"connection: close" in head.lower()
     assert "Content-Length" in json.loads(body)["error"]
+
+
+def test_an_expired_upload_is_told_apart_from_one_that_never_existed(server, monkeypatch):
+    from invfussion.serve import service
+
+    monkeypatch.setattr(service, "MAX_UPLOADS", 1)
+    _, first = call(server, "/api/uploads", {"data": png_file((32, 32), value=0)})
+    call(server, "/api/uploads", {"data": png_file((32, 32), value=0)})  # pushes the first out
+    status, answer = call(server, "/api/jobs", {"image": {"upload": first["id"]}, "degradation": "outpaint-box"})
+    assert status == 400 and "has expired on the server (it keeps the last 1)" in answer["error"]
+    status, answer = call(server, "/api/jobs", {"image": {"upload": "nope"}, "degradation": "outpaint-box"})
+    assert status == 400 and "no image was uploaded as 'nope'" in answer["error"]

@@ -36,3 +36,12 @@ def test_transparent_colour_upload_is_composited_on_black(fmt):
     assert ("palette" if fmt == "BMP" else "transparent") in " ".join(notes)
     if fmt != "BMP":
         assert torch.equal(x[0, :, 0, 0], torch.full((3,), -1.0))
+
+
+def test_float_uploads_out_of_range_or_nan_are_told_what_is_wrong_and_where_to_go():
+    with pytest.raises(ValueError, match=r"span \[2, 2\].*`invfussion restore --input FILE --range MIN,MAX") as error:
+        decode_upload(upload(Image.fromarray(np.full((32, 32), 2.0, dtype=np.float32)), "TIFF"), (1, 32, 32))
+    assert "prepare-data" not in str(error.value)
+    with pytest.raises(ValueError, match="holds NaN or infinite values; replace them") as error:
+        decode_upload(upload(Image.fromarray(np.full((32, 32), np.nan, dtype=np.float32)), "TIFF"), (1, 32, 32))
+    assert "choose a" not in str(error.value)

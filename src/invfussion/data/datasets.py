@@ -37,6 +37,7 @@ from .images import (
     convert_channels,
     decode_image,
     has_colour,
+    read_image,
 )
 from .mnist import load_mnist
 
@@ -151,6 +152,12 @@ class ImageDataset(torch.utils.data.Dataset):
                 stacklevel=3,
             )
             return None
+
+    def read(self, index: int, image_shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+        """Image ``index`` as ``(C, H, W)`` for a model of ``image_shape`` and one note per
+        conversion: the path of ``restore --input`` (:func:`~invfussion.data.images.read_image`:
+        channels converted, other sizes centre-cropped and resized). Raises ``ImageError``."""
+        return read_image(self._read_bytes(index), image_shape)
 
     def _to_tensor(self, image: DecodedImage, index: int) -> Tensor:
         if image.size != (self.resolution, self.resolution):

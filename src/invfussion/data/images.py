@@ -1,7 +1,9 @@
 """Decoding one image file into model pixels: the rules every entry point shares.
 
-``train --data``, ``prepare-data``, ``restore --input`` and the web page's upload all call
-:func:`decode_image`, so an image means the same thing wherever it comes in:
+``train --data``, ``prepare-data``, ``restore --input``, ``evaluate --data`` and the web page's
+upload all call :func:`decode_image` (the last three through :func:`read_image`, which also fits
+the image to the model: channels converted, other sizes centre-cropped and resized, as
+``prepare-data`` does), so an image means the same thing wherever it comes in:
 
 - Formats: PNG, JPEG, TIFF, BMP and WebP (:data:`IMAGE_SUFFIXES`); the EXIF orientation is applied.
 - Values: scaled from the full range of the file's own type — 0..255 for 8-bit, 0..65535 for
@@ -46,6 +48,7 @@ NOTES = {
     "colour→grey": "converted the colour image to grayscale",
     "EXIF": "applied the EXIF orientation",
     "16-bit→8-bit": "read the 16-bit colour (or grey + alpha) image at 8 bits, as Pillow does",
+    "resized": "cropped its centred square and resized it",
 }
 """What each conversion kind did, as a phrase for notes; other kinds name a colour space → RGB."""
 
@@ -53,7 +56,7 @@ NOTES = {
 class ImageError(ValueError):
     """An image file that cannot be used; ``reason`` is a short kind for reports (``"empty"``,
     ``"not an image"``, ``"corrupt or truncated"``, ``"too large"``, ``"values out of range"``,
-    ``"unsupported"``)."""
+    ``"not finite"``, ``"unsupported"``)."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -193,12 +196,13 @@ def decode_image(
         conversions.append("alpha")
         values = values[:, :, :-1] * (values[:, :, -1:] / 255.0)
     if not np.isfinite(values).all():
-        raise ImageError("values out of range", "it holds NaN or infinite values")
+        raise ImageError("not finite", "it holds NaN or infinite values; replace them with numbers (e.g. 0) "
+                         "and save it again")
     if value_range is None and (values.min() < lo or values.max() > hi):
         raise ImageError(
             "values out of range",
             f"its values span [{values.min():g}, {values.max():g}], beyond the [{lo:g}, {hi:g}] "
-            "of its type; give the window with `invfussion prepare-data --range MIN,MAX`",
+            "of its type; give its value window with --range MIN,MAX",
         )
     pixels = np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     decoded = DecodedImage(pixels, array.dtype != np.uint8, tuple(conversions))
@@ -225,6 +229,46 @@ def center_crop_resize(image: DecodedImage, resolution: int) -> DecodedImage:
             axis=2,
         ).clip(0.0, 1.0)
     return DecodedImage(square, image.high_bit_depth, image.conversions)
+
+
+def fit_image(image: DecodedImage, channels: int, resolution: int) -> DecodedImage:
+    """``image`` converted to ``channels`` and, when it is not ``resolution``² already,
+    centre-cropped and resized to it (conversion ``"resized"``)."""
+    image = convert_channels(image, channels)
+    if image.size == (resolution, resolution):
+        return image
+    resized = center_crop_resize(image, resolution)
+    return DecodedImage(resized.pixels, resized.high_bit_depth, (*image.conversions, "resized"))
+
+
+def read_image(
+    data: bytes,
+    image_shape: tuple[int, int, int],
+    value_range: tuple[float, float] | None = None,
+    max_pixels: int | None = None,
+) -> tuple[Tensor, list[str]]:
+    """One image file as a model's input: the path ``restore --input``, ``evaluate --data`` and the
+    web page's upload share with ``prepare-data`` (:func:`decode_image`, then :func:`fit_image`).
+
+    Args:
+        data: the whole file; image_shape: the model's ``(C, H, W)`` with ``H = W``.
+        value_range, max_pixels: as for :func:`decode_image`.
+
+    Returns:
+        ``(C, H, W)`` float32 in [-1, 1] and one note per conversion made, e.g. ``"resized the
+        30×32 image to 32×32 after cropping its centred square"``.
+
+    Raises:
+        ImageError: as :func:`decode_image`.
+    """
+    decoded = decode_image(data, value_range=value_range, max_pixels=max_pixels)
+    image = fit_image(decoded, image_shape[0], image_shape[1])
+    notes = [note for kind, note in zip(image.conversions, image.notes()) if kind != "resized"]
+    if "resized" in image.conversions:
+        (width, height), side = decoded.size, image_shape[1]
+        crop = " after cropping its centred square" if width != height else ""
+        notes.append(f"resized the {width}×{height} image to {side}×{side}{crop}")
+    return image.tensor(), notes
 
 
 def parse_value_range(text: str) -> tuple[float, float]:

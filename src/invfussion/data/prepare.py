@@ -30,9 +30,8 @@ from .images import (
     IMAGE_SUFFIXES,
     DecodedImage,
     ImageError,
-    center_crop_resize,
-    convert_channels,
     decode_image,
+    fit_image,
     has_colour,
 )
 
@@ -48,6 +47,8 @@ class PrepareReport:
         converted: conversion kind (see :data:`invfussion.data.images.NOTES`, plus ``"resized"``)
             → number of images it was applied to.
         skipped: reason → number of source files left out.
+        skipped_files: ``(path relative to the source folder, why)`` of each file left out.
+        skipped_list: the text file naming every skipped file (``<dest>.skipped.txt``), if any.
     """
 
     dest: Path
@@ -56,17 +57,27 @@ class PrepareReport:
     written: int = 0
     converted: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    skipped_list: Path | None = None
+
+    SHOWN = 3
+    """Skipped files named in the summary line (all are in :attr:`skipped_list`)."""
 
     def summary(self) -> str:
-        """One line: written, converted (by kind), skipped (by reason)."""
+        """One line: written, converted (by kind), skipped (by reason, naming the first few files)."""
 
         def by_kind(counts: Counter) -> str:
             return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
 
+        named = ""
+        if self.skipped_files:
+            shown = ", ".join(name for name, _ in self.skipped_files[: self.SHOWN])
+            more = f" and {len(self.skipped_files) - self.SHOWN} more" if len(self.skipped_files) > self.SHOWN else ""
+            named = f" ({shown}{more}; all listed with reasons in {self.skipped_list})"
         return (
             f"wrote {self.written} images to {self.dest} with {self.channels} channel"
             f"{'s' if self.channels > 1 else ''} ({self.channels_reason}); "
-            f"converted: {by_kind(self.converted)}; skipped: {by_kind(self.skipped)}"
+            f"converted: {by_kind(self.converted)}; skipped: {by_kind(self.skipped)}{named}"
         )
 
 
@@ -109,7 +120,8 @@ def prepare_data(
         resolution: output side in pixels.
         channels: 1 or 3; ``None``: 3 if any source image has colour, else 1.
         value_range: ``(lo, hi)`` window in the sources' units (default: each type's full range).
-        strict: raise ``ValueError`` on the first image that cannot be used instead of skipping it.
+        strict: raise ``ValueError`` on the first image that cannot be used instead of skipping it;
+            without it every skipped file is listed in ``<dest_zip>.skipped.txt``.
 
     Returns:
         The report (see :meth:`PrepareReport.summary`).
@@ -151,18 +163,18 @@ def prepare_data(
             for name in bar:
                 try:
                     decoded = decode_image((src / name).read_bytes(), value_range=value_range)
-                    image = convert_channels(decoded, report.channels)
+                    image = fit_image(decoded, report.channels, resolution)
                 except (ImageError, OSError) as error:
                     if strict:
                         raise ValueError(
                             f"{src / name}: {error}; fix or remove it, or drop --strict to skip it."
                         ) from None
                     report.skipped[getattr(error, "reason", "unreadable")] += 1
+                    report.skipped_files.append((name, str(error)))
                     continue
-                resized = ("resized",) if image.size != (resolution, resolution) else ()
-                report.converted.update(image.conversions + resized)
+                report.converted.update(image.conversions)
                 target = f"{len(written):08d}.png"
-                archive.writestr(target, encode_png(center_crop_resize(image, resolution)))
+                archive.writestr(target, encode_png(image))
                 written.append([target, labels[name] if labels else -1])
             meta = {"labels": written if labels else None, "channels": report.channels}
             archive.writestr(LABELS_FILE, json.dumps(meta))
@@ -171,5 +183,11 @@ def prepare_data(
         partial.unlink(missing_ok=True)
         raise
     report.written = len(written)
+    skipped_list = dest_zip.with_name(dest_zip.name + ".skipped.txt")
+    if report.skipped_files:
+        skipped_list.write_text("".join(f"{src / name}: {why}\n" for name, why in report.skipped_files), encoding="utf-8")
+        report.skipped_list = skipped_list
+    else:
+        skipped_list.unlink(missing_ok=True)  # a list left by an earlier run of this zip
     return report
 

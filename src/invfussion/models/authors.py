@@ -190,6 +190,7 @@ def authors_config(config: str | Path | dict) -> tuple[str, dict[str, Any]]:
             raise ValueError("per-level dropout_rate values must be equal; they only matter for training.")
         dropout = dropout[0]
     width = spec.get("mapping_width", 256)
+    kernels = [int(a.get("kernel_size", 7)) for a in attns]
     overrides = {
         **AUTHORS_ARCHITECTURE,
         "img_channels": int(spec["img_channels"]),
@@ -198,9 +199,9 @@ def authors_config(config: str | Path | dict) -> tuple[str, dict[str, Any]]:
         "widths": [int(w) for w in spec["widths"]],
         "depths": [int(d) for d in spec["depths"]],
         "attention": kinds,
-        "kernel_size": [int(a.get("kernel_size", 7)) for a in attns],
+        "kernel_size": kernels[0] if len(set(kernels)) == 1 else kernels,
         "d_head": int(heads.pop()),
-        "fdl_levels": [bool(j) for j in spec["joint"]],
+        "fdl_levels": None if all(spec["joint"]) else [bool(j) for j in spec["joint"]],
         "num_classes": int(spec.get("label_dim") or 0),
         "mapping_width": int(width),
         "mapping_depth": int(spec.get("mapping_depth", 2)),

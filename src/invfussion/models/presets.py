@@ -112,8 +112,6 @@ _FFHQ64 = ModelConfig(
     widths=(384, 768, 1536),
     depths=(2, 2, 8),
     attention=("neighborhood", "neighborhood", "global"),
-    kernel_size=(7, 7, 7),
-    fdl_levels=(True, True, True),
     **AUTHORS_ARCHITECTURE,
 )
 

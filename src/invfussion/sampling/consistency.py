@@ -64,12 +64,16 @@ METHODS = tuple(f"{start}+{step}" for start in STARTS for step in STEPS)
 """Method names in ``restore`` and ``evaluate``."""
 
 
-def options(start: str, step: str, steps: int | None = None) -> dict[str, float]:
+def options(start: str, step: str, steps: int | None = None, sigma_start: float | None = None) -> dict[str, float]:
     """The sampler options of a trajectory: the method's own budget from noise, or :data:`FROM_MMSE`;
-    ``steps`` overrides the budget."""
+    ``steps`` overrides the budget, ``sigma_start`` the starting noise level of an MMSE start."""
     chosen = dict(FROM_MMSE[step]) if start == "mmse" else {}
     if steps is not None:
         chosen["steps"] = steps
+    if sigma_start is not None:
+        if start != "mmse" or not sigma_start > 0:
+            raise ValueError(f"sigma_start sets where an MMSE start begins; it needs start='mmse' and a value > 0, got {sigma_start}.")
+        chosen["sigma_max"] = sigma_start
     return chosen
 
 
@@ -91,19 +95,20 @@ def consistent_sample(
     seed: int = 0,
     indices: Sequence[int] | None = None,
     progress: bool = False,
+    sigma_start: float | None = None,
 ) -> Tensor:
     """One sample ``(B, C, H, W)`` per measurement ``y: (B, M)``: the zero-shot sampler ``step`` on
     InvFussion ``net`` with ``op`` and ``y`` bound, started at ``start`` (module docstring).
 
     ``net`` is called as ``net(x, σ, op, y)`` (a conditional denoiser, possibly
-    ``sampling.guided``); ``steps`` overrides the sampler's budget. Sample ``i`` depends on
-    ``(seed, indices[i])`` only.
+    ``sampling.guided``); ``steps`` overrides the sampler's budget and ``sigma_start`` the noise
+    level an MMSE start begins at. Sample ``i`` depends on ``(seed, indices[i])`` only.
     """
     from . import zeroshot
 
     if step not in STEPS or start not in STARTS:
         raise ValueError(f"unknown consistency {start}+{step}; choose one of {', '.join(METHODS)}.")
-    opts = options(start, step, steps)
+    opts = options(start, step, steps, sigma_start)
     init = None
     if start == "mmse":
         init = mmse(net, op, y, seed=seed, indices=indices)

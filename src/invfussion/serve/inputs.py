@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import degradations as deg
-from ..data.images import FORMATS, ImageError, center_crop_resize, decode_image
+from ..data.images import FORMATS, ImageError, read_image
 from ..degradations.spec import NOISE
 
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -44,29 +44,28 @@ def decode_upload(
         raise ValueError(
             f"the upload is not base64-encoded file data; choose a {FORMATS} file."
         ) from None
-    channels, side = image_shape[0], image_shape[1]
     try:
-        image = decode_image(raw, channels, max_pixels=MAX_UPLOAD_PIXELS)
+        x, notes = read_image(raw, image_shape, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as error:
         if error.reason == "too large":
             raise ValueError(f"the image is {error}; upload one under 4096×4096.") from None
+        if error.reason == "values out of range":
+            raise ValueError(
+                f"the uploaded image cannot be used: {error} — this page has none, so run "
+                "`invfussion restore --input FILE --range MIN,MAX --degradation SPEC --out DIR` instead."
+            ) from None
+        if error.reason in ("not finite", "unsupported"):
+            raise ValueError(f"the uploaded image cannot be used: {error}.") from None
         raise ValueError(
             f"the uploaded file is not an image that can be read ({error.reason}); "
             f"choose a {FORMATS} file."
         ) from None
-    notes = [f"{note}." for note in image.notes()]
-    width, height = image.size
-    if image.size != (side, side):
-        crop = " after cropping its centred square" if width != height else ""
-        notes.append(
-            f"resized the {width}×{height} image to {side}×{side}{crop} (the model's size)."
-        )
-        image = center_crop_resize(image, side)
-    x = image.tensor()[None]
+    notes = [f"{note} (the model's size)." if note.startswith("resized") else f"{note}." for note in notes]
+    x = x[None]
     if invert:
         x = -x
         notes.append("inverted the image.")
-    elif channels == 1 and float(x.mean()) > 0:
+    elif image_shape[0] == 1 and float(x.mean()) > 0:
         notes.append(
             "the image is mostly light, while the MNIST models expect a light digit on black; "
             "tick “invert” if the restorations look wrong."

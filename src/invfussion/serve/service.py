@@ -131,6 +131,7 @@ class RestorationService:
         self.folder = Path(tempfile.mkdtemp(prefix="invfussion-serve-"))
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._uploads: OrderedDict[str, Tensor] = OrderedDict()
+        self._expired: set[str] = set()  # uploads dropped to keep MAX_UPLOADS
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="invfussion-serve")
@@ -196,7 +197,7 @@ class RestorationService:
             upload_id = f"u{next(self._ids)}"
             self._uploads[upload_id] = x
             while len(self._uploads) > MAX_UPLOADS:
-                self._uploads.popitem(last=False)
+                self._expired.add(self._uploads.popitem(last=False)[0])
         save_image_grid([x], self.folder / "uploads" / f"{upload_id}.png", pad=0)
         return {"id": upload_id, "url": f"/api/uploads/{upload_id}", "notes": notes}
 
@@ -209,9 +210,13 @@ class RestorationService:
             return self._digit(source["digit"])
         if isinstance(source, dict) and "upload" in source:
             with self._lock:
-                x = self._uploads.get(source["upload"])
+                x, expired = self._uploads.get(source["upload"]), source["upload"] in self._expired
+            if x is None and expired:
+                raise ValueError(f"the uploaded image has expired on the server (it keeps the last {MAX_UPLOADS}); "
+                                 "upload it again.")
             if x is None:
-                raise ValueError("the uploaded image has expired on the server; upload it again.")
+                raise ValueError(f"no image was uploaded as {source['upload']!r}; upload the image, then send "
+                                 'the "id" the upload answered.')
             return x
         raise ValueError('the request names no image; send {"digit": index} or {"upload": id}.')
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import seeding
 from ..sampling.uncertainty import principal_shift
+from ..storage import LATEST
 from . import distributed
 from .batches import StepBatches
 from .checkpoint import (
@@ -182,22 +183,87 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
     return max(1, min(16, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
 
 
-def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
-    """Raise ``ValueError`` if ``cfg`` changes a setting that a resumed run must keep."""
+def flag_name(name: str) -> str:
+    """The ``invfussion train`` flag of a :class:`TrainConfig` field, e.g. ``--batch-size``."""
+    return "--" + {"measurement_noise": "noise", "overrides": "model-overrides"}.get(name, name).replace("_", "-")
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as stored (tuples → lists), with the noise levels in one spelling and the
+    settings older runs did not store filled in with what they were trained with."""
     from ..degradations import NoiseLevels
 
-    current = json.loads(json.dumps(cfg.to_json()))  # tuples → lists, as stored
-    defaults = {**json.loads(json.dumps(TrainConfig().to_json())), **HISTORIC_DEFAULTS}  # settings older runs did not store
-    # 0.0 (older runs) and "0" are the same noise levels
-    saved = {**saved, "measurement_noise": str(NoiseLevels.parse(saved.get("measurement_noise", 0.0)))}
-    current["measurement_noise"] = str(NoiseLevels.parse(current["measurement_noise"]))
-    for name in sorted(set(saved) | set(current)):
-        was = saved.get(name, defaults.get(name))
-        if name not in RESUMABLE_CHANGES and was != current.get(name):
-            raise ValueError(
-                f"{where} was trained with {name}={was!r}, not {current.get(name)!r}; "
-                "resume with the original settings or train into a new --out."
-            )
+    defaults = {**json.loads(json.dumps(TrainConfig().to_json())), **HISTORIC_DEFAULTS}
+    settings = {**defaults, **json.loads(json.dumps(settings))}
+    settings["measurement_noise"] = str(NoiseLevels.parse(settings["measurement_noise"]))  # 0.0 (older runs) ≡ "0"
+    return settings
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
+    """Raise one ``ValueError`` listing every setting of ``cfg`` that a resumed run must keep but
+    that differs from ``saved`` (the run's stored ``"train"`` settings)."""
+    was, now = _comparable(saved), _comparable(cfg.to_json())
+    conflicts = [f"{name}={was[name]!r}, not {now[name]!r}" for name in sorted(was.keys() | now.keys())
+                 if name not in RESUMABLE_CHANGES and was.get(name) != now.get(name)]
+    if conflicts:
+        raise ValueError(
+            f"{where} was trained with {'; '.join(conflicts)}; drop those flags (`--resume` alone keeps the "
+            "run's own settings) or train into a new --out."
+        )
+
+
+def resume_config(out: str | Path, given: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
+    """The settings to resume the run in ``out`` with: its own (``out/config.json``) with the
+    settings in ``given`` (the ones the user set) applied, and one note per change.
+
+    Settings in :data:`RESUMABLE_CHANGES` may change (e.g. more ``steps``, another cadence or
+    device); a change to any other raises one ``ValueError`` listing them all. Without a
+    ``config.json`` (a run that never finished a step, or one copied without it) ``given`` alone
+    is the run's settings, checked against its checkpoint if it has one.
+    """
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        cfg = TrainConfig(**{**given, "out": str(out), "resume": True})
+        return cfg, [] if latest_checkpoint(out) else [f"{out} holds no run yet; starting a new one from the flags given"]
+    try:
+        saved = _comparable(json.loads(path.read_text())["train"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a run's config.json ({exc}); restore it or train into a new --out.") from None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{**{k: v for k, v in saved.items() if k in fields}, **given, "out": str(out), "resume": True})
+    check_resumable(saved, cfg, path)
+    now = _comparable(cfg.to_json())
+    notes = [f"{flag_name(name)} {now[name]} (the run had {saved[name]})" for name in sorted(given)
+             if name not in ("out", "resume") and now[name] != saved.get(name)]
+    return cfg, notes
+
+
+def compile_note(device: torch.device, skip: str = "--no-compile skips it") -> str:
+    """The line to show before a torch.compile (:func:`invfussion.models.compile_denoiser`): the
+    first step waits for it (about 90 s for mnist32 on a 2-core CPU with a cold cache, issue 28)."""
+    where = "this CPU" if device.type == "cpu" else f"this {device.type.upper()} device"
+    return (f"compiling the model for {where}, about 90 s the first time (mnist32 on 2 cores; larger models take "
+            f"longer); cached afterwards; {skip}")
+
+
+def check_data_fits(image_shape: tuple[int, ...], net: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Raise one ``ValueError`` naming the mismatch and both fixes when the dataset's images
+    ``(C, H, W)`` do not have the channels or size the model built from ``cfg`` takes."""
+    channels, side = net.img_channels, net.img_resolution
+    colour = {1: "grey (1-channel)", 3: "RGB (3-channel)"}
+    if image_shape[0] != channels:
+        raise ValueError(
+            f"{cfg.data} holds {colour.get(image_shape[0], f'{image_shape[0]}-channel')} images but the {cfg.preset} model "
+            f"takes {colour.get(channels, f'{channels}-channel')} ones; make a {channels}-channel dataset with "
+            f"`invfussion prepare-data SRC DEST.zip --resolution {side} --channels {channels}`, or train a "
+            f"{image_shape[0]}-channel model with --model-overrides '{{\"img_channels\": {image_shape[0]}}}'."
+        )
+    if tuple(image_shape[1:]) != (side, side):
+        raise ValueError(
+            f"{cfg.data} holds {image_shape[2]}×{image_shape[1]} images but the {cfg.preset} model takes {side}×{side}; "
+            f"resize them with `invfussion prepare-data SRC DEST.zip --resolution {side}`, or train at their size with "
+            f"--model-overrides '{{\"img_resolution\": {image_shape[1]}}}'."
+        )
 
 
 class StopRequest:
@@ -320,6 +386,7 @@ class Trainer:
         overrides = {**({"noise_conditioning": True} if noise_aware else {}), **cfg.overrides,
                      **({"pcs": cfg.pcs} if cfg.pcs else {})}
         self.net = models.build(cfg.preset, cfg.conditioning, **overrides).to(self.device)
+        check_data_fits(self.image_shape, self.net, cfg)
         if cfg.init_from is not None and latest_checkpoint(self.run_dir) is None:
             models.initialize_from(self.net, cfg.init_from)
         self.num_classes = int(getattr(self.net, "num_classes", 0) or 0)
@@ -351,6 +418,8 @@ class Trainer:
             mixture=self.mixture, num_classes=self.num_classes, label_dropout=cfg.label_dropout, augment=augment,
         )
         if cfg.compile or (cfg.compile is None and self.device.type == "cpu"):  # after the EMA copy (eager)
+            if ctx.is_main:
+                print(f"note: {compile_note(self.device)}", file=sys.stderr)
             models.compile_denoiser(self.net)
         self.model = distributed.wrap(self.net, ctx)
         self.validator = build_validator(
@@ -365,7 +434,14 @@ class Trainer:
             return
         if not self.cfg.resume:
             raise ValueError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it or a new --out.")
-        tensors, record, path = load_checkpoint(found, device=self.device)
+        try:
+            tensors, record, path = load_checkpoint(found, device=self.device)
+        except ValueError as exc:
+            earlier = sorted((p.stem for p in found.parent.glob("step-*.safetensors") if p != found), reverse=True)
+            fix = (f"the earlier checkpoints are {', '.join(earlier)}: point {found.parent / LATEST} at one "
+                   f"(`echo {earlier[0]} > {found.parent / LATEST}`) and resume again" if earlier
+                   else "no earlier checkpoint is left, so train into a new --out")
+            raise ValueError(f"{str(exc).removesuffix(', use another checkpoint.').rstrip('.')}; {fix}.") from None
         check_resumable(record.get("train", {}), self.cfg, path)
         try:
             self.net.load_state_dict(unprefixed("net.", tensors))
@@ -376,6 +452,9 @@ class Trainer:
         if self.scaler is not None and record.get("grad_scaler"):
             self.scaler.load_state_dict(record["grad_scaler"])
         self.step, self.images_seen = int(record["step"]), int(record["images_seen"])
+        if self.cfg.steps < self.step:
+            raise ValueError(f"{path} is at step {self.step}, past --steps {self.cfg.steps}; pass --steps "
+                             f"{self.step} or more, or leave --steps out to train to the run's own total.")
         self.skipped.fill_(int(record.get("skipped_steps", 0)))
         self.wall_time_before = float(record.get("wall_time", 0.0))
         self.last_checkpoint = path
@@ -475,7 +554,6 @@ class Trainer:
             return self.last_checkpoint or self.save()
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps({"train": cfg.to_json(), "model": self.net.config}, indent=2))
         workers = loader_workers(cfg, self.device)
         loader = torch.utils.data.DataLoader(
             self.batches, sampler=range(self.step, cfg.steps), batch_size=None, num_workers=workers,
@@ -486,7 +564,7 @@ class Trainer:
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not ctx.is_main, unit="step", dynamic_ncols=True)
         window = Window(self.device)
         val_postfix: dict[str, str] = {}
-        saved_at = -1
+        saved_at, first_step = -1, self.step
         self.started = time.perf_counter()
         self.model.train()
         try:
@@ -495,6 +573,11 @@ class Trainer:
                     loss, grad_norm = self._train_step(batch.to(self.device, non_blocking=True))
                     window.add(loss)
                     progress.update(1)
+                    if self.step == first_step + 1:  # the settings are kept once a step has trained
+                        if ctx.is_main:
+                            (self.run_dir / "config.json").write_text(
+                                json.dumps({"train": cfg.to_json(), "model": self.net.config}, indent=2))
+                        restart_clock(progress)
                     at_end = self.step == cfg.steps
                     if self.validator is not None and self.step % cfg.val_every == 0:
                         with window.paused():
@@ -526,6 +609,15 @@ class Trainer:
         if saved_at != self.step:
             self.save()
         return self.last_checkpoint
+
+
+def restart_clock(progress: tqdm) -> None:
+    """Time ``progress``'s rate and ETA from now on, keeping its count: a session's first step
+    (a torch.compile, data workers starting) says nothing about the steps after it."""
+    done = progress.n
+    progress.reset()
+    progress.initial = progress.n = progress.last_print_n = done
+    progress.refresh()
 
 
 def train(cfg: TrainConfig) -> Path:
