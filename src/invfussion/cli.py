@@ -179,7 +179,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, device=args.device, split=args.split,
                           data=args.data, fd_weights=args.fd_weights, compile=args.compile,
                           class_labels=None if args.class_labels == "none" else args.class_labels, cfg=args.cfg,
-                          consistent=args.consistent, solver=args.solver)
+                          consistent=args.consistent, solver=args.solver, protocol=args.protocol,
+                          lpips_weights=args.lpips_weights)
     results = evaluate(spec, args.out)
     if results["fd_skipped"]:
         print(results["fd_skipped"])
@@ -403,8 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. invfussion=mnist32-invfussion palette=mnist32-palette unconditional=mnist32-unconditional")
     p.add_argument("--methods", nargs="+", required=True,
                    help="KEY:METHOD, e.g. invfussion:posterior invfussion:mmse invfussion:lmmse unconditional:ddrm")
-    p.add_argument("--degradations", nargs="+", required=True, metavar="SPEC",
+    p.add_argument("--degradations", nargs="+", default=[], metavar="SPEC",
                    help="operator specs, one table column each, e.g. motion-blur inpaint-patches matrix:noise=0.1")
+    p.add_argument("--protocol", default=None, choices=("dps256", "small64"),
+                   help="a published task list instead of --degradations: dps256 (DPS/DAPS 256²) or small64 (64²)")
+    p.add_argument("--lpips-weights", nargs=2, default=None, metavar=("BACKBONE", "HEADS"),
+                   help="LPIPS from local files: torchvision's alexnet/vgg16 .pth and lpips' v0.1 alex/vgg.pth")
     p.add_argument("--num-images", type=int, default=500,
                    help="images to evaluate on (default: 500; FD needs about 50 or more to mean much)")
     p.add_argument("--split", default="test", choices=("test", "validation"),

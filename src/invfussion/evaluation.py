@@ -21,6 +21,15 @@ On the user's own images (``data``: a folder or zip, its first ``num_images``, r
 model's shape as ``restore --input`` reads an image, each conversion noted) FD and C-FD use
 Inception-v3 features from a local weights file (``fd_weights``); without one they are skipped and
 the results say why (``"fd_skipped"``): the MNIST classifier's features mean nothing there.
+
+Every cell also holds the mean SSIM (images of at least 11×11 pixels) and, with ``lpips_weights``
+(a torchvision backbone file and the ``lpips`` heads file, see :class:`invfussion.metrics.LPIPS`),
+the mean LPIPS of the first samples.
+
+A *protocol* (``protocol=NAME``, one of :data:`PROTOCOLS`) fixes the task list of a published
+comparison — its operators, their settings and ``σ_y`` — in place of ``degradations``: ``dps256``,
+the DPS/DAPS 256² tasks, and ``small64``, the same tasks scaled to 64² for CPUs. Its definition is
+written into the results file (``"protocol"``) so that others can rerun exactly those operators.
 """
 
 from __future__ import annotations
@@ -36,7 +45,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from . import degradations as deg
-from .metrics import FeatureExtractor, InceptionFeatures, MnistFeatures, consistency, frechet_distance, psnr
+from .metrics import (
+    LPIPS,
+    SSIM_MIN_SIZE,
+    FeatureExtractor,
+    InceptionFeatures,
+    MnistFeatures,
+    consistency,
+    frechet_distance,
+    psnr,
+    ssim,
+)
 from .metrics.inception import WEIGHTS_FILE
 from .restoration import CONSISTENT, check_method, make_consistent, noise_note, run_method
 from .sampling import check_guidance
@@ -44,6 +63,46 @@ from .sampling.guidance import check_cfg
 from .storage import write_text_atomically
 
 RESULTS_FORMAT = "invfussion-evaluation/1"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A published task list: ``tasks`` maps a table column to its operator spec."""
+
+    name: str
+    resolution: int
+    tasks: dict[str, str]
+    description: str
+
+
+def _literature_tasks(blur: int, std: float, box: int, noise: float = 0.05) -> dict[str, str]:
+    return {
+        f"Gaussian blur {blur}/σ{std:g}": f"gaussian-blur:size={blur},std={std:g},noise={noise:g}",
+        f"motion blur {blur}/0.5": f"motion-kernel-blur:size={blur},intensity=0.5,boundary=circular,noise={noise:g}",
+        "SR ×4 bicubic": f"sr-bicubic:factor=4,noise={noise:g}",
+        "in-painting random 70%": f"inpaint-random:missing=0.7,noise={noise:g}",
+        f"in-painting box {box}²": f"inpaint-box:size={box},noise={noise:g}",
+    }
+
+
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol(
+            "dps256", 256, _literature_tasks(61, 3.0, 128),
+            "DPS (Chung et al. 2023) / DAPS (Zhang et al. 2025) 256² tasks, σ_y = 0.05 on [-1, 1]: "
+            "Gaussian blur 61×61 std 3, motion blur 61×61 intensity 0.5 (our camera-shake kernels, "
+            "not their motionblur package's), 4× bicubic SR, 70% random pixels missing, a 128×128 box "
+            "at a random place; zero-padded (same) Gaussian blur, circular motion blur (its exact A⁺; the zero-padded one is only approximated)",
+        ),
+        Protocol(
+            "small64", 64, _literature_tasks(15, 0.75, 32),
+            "dps256 scaled to 64² for CPUs: kernels 15×15 (Gaussian std 0.75), 4× bicubic SR, "
+            "70% random pixels missing, a 32×32 box; σ_y = 0.05",
+        ),
+    )
+}
+"""The task lists ``evaluate --protocol NAME`` runs."""
 
 
 @dataclass
@@ -67,6 +126,8 @@ class EvaluationSpec:
         cfg: classifier-free guidance weight (needs ``class_labels``); ``None``: no guidance.
         consistent: also report every method's outputs moved onto the measurement
             (:func:`~invfussion.restoration.make_consistent`) as cells and rows ``<method>+consistent``.
+        protocol: a name in :data:`PROTOCOLS`: its tasks replace ``degradations`` (which must be empty).
+        lpips_weights: ``(backbone, heads)`` files for LPIPS (:meth:`invfussion.metrics.LPIPS.from_files`).
     """
 
     models: dict[str, str]
@@ -86,6 +147,8 @@ class EvaluationSpec:
     cfg: float | None = None
     consistent: bool = False
     solver: str = "heun"
+    protocol: str | None = None
+    lpips_weights: tuple[str, str] | None = None
 
     def method_pairs(self) -> list[tuple[str, str]]:
         pairs = []
@@ -131,7 +194,7 @@ def _load_results(path: Path, spec: EvaluationSpec) -> dict:
 def evaluate_cell(
     net: torch.nn.Module, method: str, spec_text: str, x: Tensor, spec: EvaluationSpec,
     features: FeatureExtractor | None, reference_features: Tensor | None, class_labels: Tensor | None = None,
-    reference_labels: Tensor | None = None,
+    reference_labels: Tensor | None = None, perceptual: torch.nn.Module | None = None,
 ) -> dict[str, dict]:
     """Metrics of one method on one degradation over the clean images ``x: (N, C, H, W)``
     (FD and C-FD ``None`` without ``features``), conditioned on ``class_labels: (N,)`` with
@@ -146,7 +209,8 @@ def evaluate_cell(
     noisy = bool((probe.noise_std > 0).any())
     check_method(method, net, probe)
     names = [method, method + CONSISTENT] if spec.consistent else [method]
-    psnrs, consist, firsts, projected = ({name: [] for name in names} for _ in range(4))
+    psnrs, ssims, lpipss, consist, firsts, projected = ({name: [] for name in names} for _ in range(6))
+    structural = min(x.shape[-2:]) >= SSIM_MIN_SIZE
     seconds, nfe = dict.fromkeys(names, 0.0), 0
     for start in tqdm(range(0, n, spec.batch_size), desc=f"{method} @ {spec_text}", leave=False):
         idx = list(range(start, min(start + spec.batch_size, n)))
@@ -164,6 +228,10 @@ def evaluate_cell(
             seconds[names[1]] += time.perf_counter() - t0
         for name, out in outputs.items():
             psnrs[name].append(torch.stack([psnr(o, xb) for o in out.unbind(1)], 1).cpu())
+            if structural:
+                ssims[name].append(torch.stack([ssim(o, xb) for o in out.unbind(1)], 1).cpu())
+            if perceptual is not None:
+                lpipss[name].append(perceptual(out[:, 0], xb).double().cpu())
             consist[name].append(consistency(op, out[:, 0], y).cpu())
             firsts[name].append(out[:, 0].cpu())
             if not noisy:
@@ -173,6 +241,8 @@ def evaluate_cell(
         first = torch.cat(firsts[name])
         rows[name] = {
             "psnr": float(torch.cat(psnrs[name]).mean()),
+            "ssim": float(torch.cat(ssims[name]).mean()) if structural else None,
+            "lpips": float(torch.cat(lpipss[name]).mean()) if perceptual is not None else None,
             "fd": None if features is None else frechet_distance(features(first), reference_features),
             "c_fd": None if noisy or features is None
             else frechet_distance(features(torch.cat(projected[name])), reference_features),
@@ -259,6 +329,7 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    protocol = resolve_protocol(spec)
     pairs = spec.method_pairs()
     for spec_text in spec.degradations:
         deg.parse_spec(spec_text)  # fail before any work on a bad spec
@@ -271,6 +342,9 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     check_cfg(spec.class_labels is not None, spec.cfg)
     cells = _load_results(out, spec)
     record = {"format": RESULTS_FORMAT, "spec": asdict(spec), "cells": cells, "notes": []}
+    if protocol is not None:
+        record["protocol"] = asdict(protocol)
+    perceptual = None if spec.lpips_weights is None else LPIPS.from_files(*spec.lpips_weights).to(spec.device)
     nets: dict[str, torch.nn.Module] = {}
 
     def net_of(key: str) -> torch.nn.Module:
@@ -284,6 +358,11 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
         true_labels = None
     else:
         x, true_labels = clean_images(spec)
+    if protocol is not None and tuple(x.shape[-2:]) != (protocol.resolution,) * 2:
+        raise ValueError(
+            f"protocol {protocol.name} is defined on {protocol.resolution}² images but the evaluation images are "
+            f"{x.shape[-2]}×{x.shape[-1]} (model {pairs[0][0]}); pick the protocol of its resolution ({protocol_names()})."
+        )
     labels = true_labels if spec.class_labels == "true" else None
     features, record["fd_skipped"] = fd_features(spec)
     reference_features = None if features is None else features(x.to(spec.device))
@@ -310,11 +389,13 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
                     f"(the first model's); evaluate models of different image shapes with separate --out files."
                 )
             check_guidance(net, labels, spec.cfg)
+
         probe = deg.from_spec(spec_text, image_shape=tuple(x.shape[1:]), batch=1, seed=spec.seed)
         note = None if method == "lmmse" else noise_note(nets[key], probe)  # lmmse never calls the network
         if note and f"{key} @ {spec_text}: {note}" not in record["notes"]:
             record["notes"].append(f"{key} @ {spec_text}: {note}")
-        rows = evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features, labels, true_labels)
+        rows = evaluate_cell(nets[key], method, spec_text, x, spec, features, reference_features, labels, true_labels,
+                             perceptual)
         for name, row in rows.items():
             cells[cell_key(key, name, spec_text, **guidance)] = {
                 "model": key, "method": name, "degradation": spec_text, **guidance, **row,
@@ -324,16 +405,41 @@ def evaluate(spec: EvaluationSpec, out: str | Path) -> dict:
     return record
 
 
+def protocol_names() -> str:
+    return ", ".join(f"{p.name} ({p.resolution}²)" for p in PROTOCOLS.values())
+
+
+def resolve_protocol(spec: EvaluationSpec) -> Protocol | None:
+    """The protocol of ``spec`` (its tasks become ``spec.degradations``), or ``None`` without one."""
+    if spec.protocol is None:
+        if not spec.degradations:
+            raise ValueError("give --degradations SPEC ... or --protocol NAME (" + protocol_names() + ").")
+        return None
+    if spec.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {spec.protocol!r}; choose one of {protocol_names()}.")
+    protocol = PROTOCOLS[spec.protocol]
+    if spec.degradations and list(spec.degradations) != list(protocol.tasks.values()):
+        raise ValueError(f"--protocol {spec.protocol} sets the degradations itself; leave out --degradations.")
+    spec.degradations = list(protocol.tasks.values())
+    return protocol
+
+
 def markdown_table(record: dict) -> str:
-    """The paper's Table 1 layout: one row per method; per degradation PSNR, FD and C-FD; NFE; s/image."""
+    """The paper's table layout: one row per method; per degradation (the protocol's task names as
+    headings, when there is one) PSNR, SSIM, LPIPS (when computed), FD and C-FD; NFE; s/image."""
     cells = record["cells"]
     degradations = list(dict.fromkeys(c["degradation"] for c in cells.values()))
+    titles = {spec: task for task, spec in record.get("protocol", {}).get("tasks", {}).items()}
 
     def name(c: dict) -> str:
         return method_name(c["model"], c["method"], c.get("class_labels"), c.get("cfg"))
 
     methods = list(dict.fromkeys(name(c) for c in cells.values()))
-    head = ["method"] + [f"{d} {m}" for d in degradations for m in ("PSNR↑", "FD↓", "C-FD↓")] + ["NFE", "s/image"]
+    metrics = [("PSNR↑", "psnr"), ("SSIM↑", "ssim")]
+    if any(c.get("lpips") is not None for c in cells.values()):
+        metrics.append(("LPIPS↓", "lpips"))
+    metrics += [("FD↓", "fd"), ("C-FD↓", "c_fd")]
+    head = ["method"] + [f"{titles.get(d, d)} {m}" for d in degradations for m, _ in metrics] + ["NFE", "s/image"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v: float | None, digits: int) -> str:
@@ -344,9 +450,9 @@ def markdown_table(record: dict) -> str:
         for d in degradations:
             c = next((c for c in cells.values() if name(c) == row_name and c["degradation"] == d), None)
             if c is None:
-                row += ["", "", ""]
+                row += [""] * len(metrics)
                 continue
-            row += [fmt(c["psnr"], 2), fmt(c["fd"], 2), fmt(c["c_fd"], 2)]
+            row += [fmt(c.get(key), 3 if key in ("ssim", "lpips") else 2) for _, key in metrics]
             nfe = c["nfe"]
             secs.append(c["seconds_per_image"])
         row += [str(nfe), fmt(sorted(secs)[len(secs) // 2] if secs else None, 3)]

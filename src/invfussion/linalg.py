@@ -10,14 +10,21 @@ from torch import Tensor
 
 
 def conjugate_gradients(
-    apply: Callable[[Tensor], Tensor], rhs: Tensor, max_iter: int = 200, rtol: float = 1e-6
+    apply: Callable[[Tensor], Tensor],
+    rhs: Tensor,
+    max_iter: int = 200,
+    rtol: float = 1e-6,
+    freeze_converged: bool = False,
 ) -> Tensor:
     """Solve ``S_b z_b = rhs_b`` for every example ``b``, ``rhs: (B, M)`` → ``z: (B, M)``.
 
     ``apply(p)`` returns ``S_b p_b`` for ``p: (B, M)``, with each ``S_b`` symmetric positive
     semi-definite. Starting from ``z = 0`` the iterates stay in the range of ``S_b``, so a singular
     but consistent system converges to its minimum-norm solution. Stops when every example's
-    residual is below ``rtol·‖rhs_b‖`` or after ``max_iter`` iterations.
+    residual is below ``rtol·‖rhs_b‖`` or after ``max_iter`` iterations; with
+    ``freeze_converged`` an example stops changing once its own residual is below that (its result
+    then does not depend on the other rows of the batch), otherwise it keeps improving until all
+    have converged.
     """
     z = torch.zeros_like(rhs)
     residual, direction = rhs.clone(), rhs.clone()
@@ -28,9 +35,10 @@ def conjugate_gradients(
             break
         applied = apply(direction)
         curvature = (direction * applied).sum(1)
-        alpha = torch.where(
-            curvature > 0, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq)
-        )
+        active = curvature > 0
+        if freeze_converged:
+            active = active & (norm_sq > target)
+        alpha = torch.where(active, norm_sq / curvature.clamp_min(1e-300), torch.zeros_like(norm_sq))
         z = z + alpha[:, None] * direction
         residual = residual - alpha[:, None] * applied
         new_norm_sq = residual.square().sum(1)

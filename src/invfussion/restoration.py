@@ -250,8 +250,11 @@ def restore(
 
 
 def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[str, float]]:
-    """Per method: mean PSNR of the outputs and of their average (when the reference is known),
-    mean consistency ``‖y − A x̂‖²``, NFE and seconds per image."""
+    """Per method: mean PSNR of the outputs and of their average and mean SSIM of the outputs
+    (when the reference is known; SSIM on images of at least 11×11 pixels), mean consistency
+    ``‖y − A x̂‖²``, NFE and seconds per image."""
+    from .metrics import SSIM_MIN_SIZE, ssim
+
     table: dict[str, dict[str, float]] = {}
     for method, out in result.outputs.items():
         row = {
@@ -262,6 +265,8 @@ def summarize(result: Restoration, op: Operator, y: Tensor) -> dict[str, dict[st
         if result.reference is not None:
             row["psnr"] = float(torch.stack([psnr(o, result.reference) for o in out.unbind(1)]).mean())
             row["psnr_of_mean"] = float(psnr(out.mean(1), result.reference).mean())
+            if min(result.reference.shape[-2:]) >= SSIM_MIN_SIZE:
+                row["ssim"] = float(torch.stack([ssim(o, result.reference) for o in out.unbind(1)]).mean())
         table[method] = row
     return table
 

@@ -9,7 +9,11 @@ from invfussion import degradations as deg
 from invfussion.sampling import dense_matrix
 
 F64 = torch.float64
-BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none"]
+BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none",
+    "gaussian-blur", "uniform-blur", "sr-bicubic", "inpaint-random", "inpaint-box:size=3",
+    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular",
+    "kernel-blur", "motion-kernel-blur:size=5",
+]
 # motion-blur and sr draw their stride/factor per example: groups within groups
 MIXED = ["matrix:max_rows=20", "motion-blur", "sr", "inpaint-patches", "none"]
 

@@ -14,7 +14,10 @@ from invfussion.sampling import dense_matrix
 
 F64 = torch.float64
 SHAPE = (1, 8, 8)
-BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none"]
+BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none",
+    "gaussian-blur", "uniform-blur", "sr-bicubic", "inpaint-random", "inpaint-box:size=3",
+    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular",
+]
 MIXED = ["matrix:max_rows=20", "motion-blur", "sr", "inpaint-patches", "none"]
 
 

@@ -17,6 +17,11 @@ SPECS = [
     "matrix:rows=24",
     "sr:factor=2",
     "none",
+    # the literature's operators (closed-form A⁺ for the first three, CG for the last)
+    "gaussian-blur:size=5,std=1",
+    "sr-bicubic:factor=2",
+    "inpaint-random:missing=0.7",
+    "motion-kernel-blur:size=3,intensity=0.5",
 ]
 FAST = {
     "dps": dict(steps=20),

@@ -8,18 +8,29 @@
 
 Families (see each class for its parameters and training distribution): ``inpaint-patches``,
 ``outpaint-box``, ``inpaint-box``, ``motion-blur``, ``motion-blur-folded-spectrum``, ``matrix``,
-``sr``, ``none``.
+``sr``, ``none``, and the literature's (DPS, DAPS, DDNM): ``gaussian-blur``, ``uniform-blur``,
+``motion-kernel-blur``, ``kernel-blur`` (``boundary=same|circular``), ``sr-bicubic``,
+``inpaint-random``.
 """
 
 from .base import Operator
+from .blur import (
+    GaussianBlur,
+    KernelBlur,
+    MotionKernelBlur,
+    UniformBlur,
+    ZeroPaddedConvolution,
+    load_kernel,
+)
 from .folded_spectrum import FoldedSpectrumConvolution, FoldedSpectrumMotionBlur
 from .grouped import GroupedOperator, in_part_order
-from .masks import InpaintBox, InpaintPatches, MaskOperator, OutpaintBox
+from .masks import InpaintBox, InpaintPatches, InpaintRandom, MaskOperator, OutpaintBox
 from .matrix import MatrixOperator, RandomMatrix
 from .motion_blur import MotionBlur, StridedConvolution, camera_shake_kernel
 from .registry import FAMILIES, from_spec, register
 from .spec import Param, parse_spec
-from .super_resolution import AveragePool, SuperResolution
+from .separable import SeparableOperator
+from .super_resolution import AveragePool, BicubicSuperResolution, SuperResolution
 from .zero import Zero, ZeroOperator
 
 for _name, _cls in (
@@ -31,6 +42,12 @@ for _name, _cls in (
     ("matrix", RandomMatrix),
     ("sr", SuperResolution),
     ("none", Zero),
+    ("gaussian-blur", GaussianBlur),
+    ("uniform-blur", UniformBlur),
+    ("motion-kernel-blur", MotionKernelBlur),
+    ("kernel-blur", KernelBlur),
+    ("sr-bicubic", BicubicSuperResolution),
+    ("inpaint-random", InpaintRandom),
 ):
     register(_name, _cls)
 
@@ -40,27 +57,36 @@ __all__ = [
     "FAMILIES",
     "PAPER_MIXTURE",
     "AveragePool",
+    "BicubicSuperResolution",
     "FoldedSpectrumConvolution",
     "FoldedSpectrumMotionBlur",
+    "GaussianBlur",
     "GroupedOperator",
     "InpaintBox",
     "InpaintPatches",
+    "InpaintRandom",
+    "KernelBlur",
     "MaskOperator",
     "MatrixOperator",
     "Mixture",
     "MotionBlur",
+    "MotionKernelBlur",
     "NoiseLevels",
     "Operator",
     "OutpaintBox",
     "Param",
     "RandomMatrix",
+    "SeparableOperator",
     "StridedConvolution",
     "SuperResolution",
+    "UniformBlur",
     "Zero",
     "ZeroOperator",
+    "ZeroPaddedConvolution",
     "camera_shake_kernel",
     "from_spec",
     "in_part_order",
+    "load_kernel",
     "paper_mixture",
     "parse_spec",
     "register",

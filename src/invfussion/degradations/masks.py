@@ -132,18 +132,42 @@ class OutpaintBox:
         return MaskOperator(image_shape, torch.stack([_random_box(H, W, g) for g in generators]))
 
 
+def _square_box(H: int, W: int, size: int, g: torch.Generator) -> Tensor:
+    """``(H, W)`` bool, true inside a ``size``×``size`` square placed uniformly with a margin of
+    ``⌊H/16⌋`` rows and ``⌊W/16⌋`` columns from the border where it fits (DPS's ``random_sq_bbox``:
+    16 pixels on 256²), closer to the border where it does not."""
+    corner = []
+    for n in (H, W):
+        margin = min(n // 16, (n - size) // 2)
+        corner.append(margin + int(torch.randint(0, n - size - 2 * margin + 1, (), generator=g)))
+    box = torch.zeros(H, W, dtype=torch.bool)
+    box[corner[0] : corner[0] + size, corner[1] : corner[1] + size] = True
+    return box
+
+
 class InpaintBox:
     """``inpaint-box``: one rectangle is hidden, the rest visible (the complement of outpaint-box).
 
-    The rectangle is drawn as for ``outpaint-box``; one covering the whole image is redrawn.
-    No parameters besides ``noise``.
+    Parameters:
+        size: the side of a hidden square placed at random (see :func:`_square_box`; DPS/DAPS:
+            ``size=128`` on 256²), smaller than the image. Left out: the rectangle is drawn as for
+            ``outpaint-box`` (one covering the whole image is redrawn).
     """
 
-    params: tuple[Param, ...] = ()
+    params = (Param("size", int, "side of a hidden square at a random place; left out: a random rectangle", low=1),)
 
     @classmethod
     def build(cls, values, image_shape, generators) -> MaskOperator:
         _, H, W = image_shape
+        size = values["size"]
+        if size is not None:
+            if size >= min(H, W):
+                raise ValueError(
+                    f"inpaint-box: size={size} hides the whole {H}×{W} image; size must be 1..{min(H, W) - 1}."
+                )
+            return MaskOperator(
+                image_shape, torch.stack([~_square_box(H, W, size, g) for g in generators])
+            )
         if H * W < 3:
             raise ValueError("inpaint-box needs an image of at least 3 pixels.")
         masks = []
@@ -152,4 +176,34 @@ class InpaintBox:
             while not visible.any():
                 visible = ~_random_box(H, W, g)
             masks.append(visible)
+        return MaskOperator(image_shape, torch.stack(masks))
+
+
+class InpaintRandom:
+    """``inpaint-random``: random pixels are hidden (the same pixels in every channel).
+
+    Parameters (left out: drawn per example):
+        missing: the fraction of hidden pixels, in [0, 1): exactly ``⌊missing·H·W⌋`` pixels chosen
+            uniformly without replacement, as DPS's random mask (``missing=0.7`` there); drawn
+            ~U(0.5, 0.95). At least one pixel stays visible.
+    """
+
+    params = (
+        Param("missing", float, "fraction of hidden pixels; drawn ~U(0.5, 0.95)", low=0.0, high=1.0),
+    )
+
+    @classmethod
+    def build(cls, values, image_shape, generators) -> MaskOperator:
+        _, H, W = image_shape
+        if values["missing"] is not None and values["missing"] >= 1:
+            raise ValueError("inpaint-random: missing=1 hides every pixel; missing must be < 1.")
+        masks = []
+        for g in generators:
+            missing = values["missing"]
+            if missing is None:
+                missing = 0.5 + 0.45 * float(torch.rand((), generator=g, dtype=torch.float64))
+            hidden = min(int(missing * H * W), H * W - 1)
+            visible = torch.ones(H * W, dtype=torch.bool)
+            visible[torch.randperm(H * W, generator=g)[:hidden]] = False
+            masks.append(visible.view(H, W))
         return MaskOperator(image_shape, torch.stack(masks))

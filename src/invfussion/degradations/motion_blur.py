@@ -102,7 +102,7 @@ class StridedConvolution(Operator):
         )  # D: (B, H/s, W/s)
         peak = folded.flatten(1).amax(1)
         if not bool(torch.isfinite(spectra).all()) or not bool((peak > 0).all()):
-            raise ValueError("motion-blur kernels must be finite and not all zero.")
+            raise ValueError("blur kernels must be finite and not all zero; check the kernel.")
         kept = folded >= SINGULAR_THRESHOLD**2 * peak[:, None, None]
         inverse = torch.where(kept, 1 / folded.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
         half = spectra[..., : W // 2 + 1]  # rfft layout

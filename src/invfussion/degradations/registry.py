@@ -31,7 +31,7 @@ class Family(Protocol):
     @classmethod
     def build(
         cls,
-        values: dict[str, int | float | None],
+        values: dict[str, int | float | str | None],
         image_shape: tuple[int, int, int],
         generators: list[torch.Generator],
     ) -> Operator: ...
@@ -100,7 +100,7 @@ def resolve_indices(batch: int | None, indices: Sequence[int] | None) -> list[in
     return list(range(batch))
 
 
-def validate_spec(spec: str) -> tuple[str, dict[str, int | float | None]]:
+def validate_spec(spec: str) -> tuple[str, dict[str, int | float | str | None]]:
     """``(family, values)``: every declared parameter (and ``noise``) parsed, ``None`` if left out.
 
     Raises ``ValueError`` for an unknown family or key, or a value out of its allowed range.

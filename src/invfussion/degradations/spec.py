@@ -3,7 +3,10 @@
 A spec names one family and optional parameters: ``family[:key=value,...]``, e.g.
 ``inpaint-patches:size=4,keep=0.1`` or ``motion-blur:stride=4,intensity=0.5,noise=0.1``.
 Each family declares its parameters as ``Param`` objects; ``Param.parse`` turns the text of a
-value into a number and rejects out-of-range values with a one-sentence ``ValueError``.
+value into a number (or keeps it as text for ``kind=str``: a word from ``choices`` such as
+``boundary=same``, or free text such as a file path ``file=kernels/k1.npy``) and rejects
+out-of-range values with a one-sentence ``ValueError``. Text values cannot contain ``,`` (the
+item separator); everything after the first ``=`` of an item is its value.
 """
 
 from __future__ import annotations
@@ -45,13 +48,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 @dataclass(frozen=True)
 class Param:
-    """One numeric family parameter.
+    """One family parameter: a number, or text (``kind=str``).
 
     Attributes:
         name: the key in a spec.
-        kind: ``int`` or ``float``.
+        kind: ``int``, ``float`` or ``str``.
         low, high: inclusive bounds (``None``: unbounded); ``low_open`` makes ``low`` exclusive.
-        choices: the allowed values, if the parameter is discrete.
+        choices: the allowed values, if the parameter is discrete (numbers, or words for ``str``;
+            a ``str`` parameter without choices takes any text, e.g. a path).
         doc: what it means and how it is drawn when a spec leaves it out.
     """
 
@@ -61,18 +65,26 @@ class Param:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
-    choices: tuple[int, ...] | None = None
+    choices: tuple[int | str, ...] | None = None
 
     def allowed(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind is str:
+            return "a text without ','"
         what = "an integer" if self.kind is int else "a number"
         lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
         hi = "" if self.high is None else f"<= {self.high:g}"
         return f"{what} " + " and ".join(filter(None, (lo, hi))) if (lo or hi) else what
 
-    def parse(self, family: str, text: str) -> int | float:
+    def parse(self, family: str, text: str) -> int | float | str:
         """The value of ``text`` as ``kind``; ``ValueError`` naming the allowed values otherwise."""
+        if self.kind is str:
+            if self.choices is not None and text not in self.choices:
+                raise ValueError(
+                    f"{family}: {self.name}={text} is not allowed; {self.name} must be {self.allowed()}."
+                )
+            return text
         try:
             value = float(text)
             ok = math.isfinite(value) and (self.kind is float or value == int(value))

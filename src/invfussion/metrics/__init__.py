@@ -2,6 +2,8 @@
 consistency ``‖y − A x̂‖²``, C-FD on projected samples, and cost (seconds per image, NFE).
 
 - :func:`psnr`: per image on ``[0, 255]``; identical images give 100 dB.
+- :func:`ssim`: per image, the standard 11×11 Gaussian window (std 1.5, K1 = 0.01, K2 = 0.03) on
+  images mapped to ``[0, 1]``; :class:`LPIPS`: the LPIPS distance from local weight files.
 - :func:`frechet_distance` on features ``(N, D)``; :func:`image_frechet_distance` on images
   with a :class:`FeatureExtractor` — :class:`MnistFeatures` (shipped, offline) or
   :class:`InceptionFeatures` (optional torch-fidelity backend, local weights only).
@@ -20,13 +22,17 @@ from .frechet import (
 )
 from .inception import InceptionFeatures
 from .mnist_features import MnistClassifier, MnistFeatures
+from .lpips import LPIPS
 from .psnr import PSNR_MAX_DB, psnr
+from .ssim import SSIM_MIN_SIZE, ssim
 
 __all__ = [
     "PSNR_MAX_DB",
+    "SSIM_MIN_SIZE",
     "Cost",
     "FeatureExtractor",
     "InceptionFeatures",
+    "LPIPS",
     "MnistClassifier",
     "MnistFeatures",
     "consistency",
@@ -38,4 +44,5 @@ __all__ = [
     "measure_cost",
     "projected",
     "psnr",
+    "ssim",
 ]
