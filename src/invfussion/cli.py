@@ -97,6 +97,7 @@ def _restore(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .models import compile_denoiser, load
     from .restoration import family_note, noise_note, restore, summarize, write_restoration
+    from .sampling.consistency import RICH_RATIO, default_sampler
 
     net = load(args.model, device=args.device)
     if args.compile:
@@ -127,7 +128,14 @@ def _restore(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}", file=sys.stderr)
     y = op.measure(x, seed=args.seed)
-    result = restore(net, op, y, args.method, num_samples=args.num_samples, seed=args.seed,
+    methods = args.method
+    if methods is None:
+        sampler = default_sampler(args.degradation, op)
+        methods = [sampler, "mmse"]
+        if sampler != "posterior":
+            print(f"note: sampling with {sampler}: a rich measurement (M/D >= {RICH_RATIO}), where data consistency "
+                  "pays (BENCHMARKS.md, issue 27); --method posterior for the plain sampler", file=sys.stderr)
+    result = restore(net, op, y, methods, num_samples=args.num_samples, seed=args.seed,
                      steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,
                      class_labels=labels, cfg=args.cfg, consistent=args.consistent)
     summary = {"model": args.model, "degradation": args.degradation, "seed": args.seed,
@@ -370,10 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset-index", type=int, help="index of an embedded MNIST digit")
     p.add_argument("--split", default="test", help="embedded MNIST split for --dataset-index: train, validation or test")
     p.add_argument("--degradation", required=True, metavar="SPEC", help="e.g. motion-blur:stride=4")
-    p.add_argument("--method", nargs="+", default=["posterior", "mmse"],
+    p.add_argument("--method", nargs="+", default=None,
                    help="posterior, posterior-mean (the mean of --num-samples samples), mmse, nppc (a model "
-                        "trained with --objective nppc), lmmse (the linear-MMSE floor, any model), or a "
-                        "zero-shot method: dps, ddrm, ddnm, pigdm, daps")
+                        "trained with --objective nppc), lmmse (the linear-MMSE floor, any model), a "
+                        "zero-shot method (dps, ddrm, ddnm, pigdm, daps), or InvFussion with data consistency "
+                        "(posterior+ddnm, posterior+pigdm, posterior+dps, mmse+ddnm, mmse+pigdm, mmse+dps); "
+                        "default: mmse and the default sampler (posterior; mmse+dps on a random matrix with "
+                        "M/D >= 0.05)")
     p.add_argument("--num-samples", type=int, default=2, help="posterior samples to draw (default: 2)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     _add_solver(p)

@@ -351,3 +351,13 @@ def test_evaluate_data_is_read_like_restore_input_with_notes(tiny_run, tmp_path,
     assert f"note: {folder}: converted the colour image to grayscale (3 of 3 images)" in err
     assert f"note: {folder}: resized the 30×40 image to 32×32 after cropping its centred square (3 of 3 images)" in err
     assert json.loads(out.read_text())["cells"]["tiny:mmse @ matrix"]["images"] == 3
+
+
+def test_restore_defaults_to_data_consistency_on_a_rich_matrix(tiny_run, tmp_path):
+    out = tmp_path / "rich"
+    result = run_cli("restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation", "matrix:rows=128",
+                     "--num-samples", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "sampling with mmse+dps" in result.stderr
+    methods = json.loads((out / "metrics.json").read_text())["methods"]
+    assert set(methods) >= {"mmse+dps", "mmse"} and methods["mmse+dps"]["nfe"] == 101

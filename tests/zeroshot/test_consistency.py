@@ -73,3 +73,14 @@ def test_unknown_consistency_is_one_clear_error(conditional, problem):
     with pytest.raises(ValueError, match="choose one of"):
         consistent_sample(conditional, op, y, "ddrm")
     assert consistency.parse_method("posterior+consistent") is None
+
+
+def test_default_sampler_turns_to_consistency_on_rich_matrices():
+    from invfussion import degradations as deg
+
+    shape = (1, 32, 32)  # D = 1024: 64 rows is M/D = 0.0625 >= RICH_RATIO, 16 rows is 0.016
+    assert consistency.default_sampler("matrix:rows=64", deg.from_spec("matrix:rows=64", shape, batch=2)) == "mmse+dps"
+    assert consistency.default_sampler("matrix:rows=16", deg.from_spec("matrix:rows=16", shape, batch=2)) == "posterior"
+    # every example must be rich: rows drawn 1..128 leave some below the ratio
+    assert consistency.default_sampler("matrix", deg.from_spec("matrix", shape, batch=16, seed=0)) == "posterior"
+    assert consistency.default_sampler("inpaint-box", deg.from_spec("inpaint-box", shape, batch=2)) == "posterior"

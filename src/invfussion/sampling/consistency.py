@@ -37,11 +37,27 @@ STEPS = ("ddnm", "pigdm", "dps")
 STARTS = ("posterior", "mmse")
 """Where a trajectory starts: noise at σ = 80 (``posterior``) or the one-call MMSE (``mmse``)."""
 FROM_MMSE: dict[str, dict[str, float]] = {
-    "ddnm": {"steps": 20, "sigma_max": 2.0},
-    "pigdm": {"steps": 20, "sigma_max": 2.0},
-    "dps": {"steps": 100, "sigma_max": 2.0},
+    "ddnm": {"steps": 10, "sigma_max": 1.0},
+    "pigdm": {"steps": 10, "sigma_max": 1.0},
+    "dps": {"steps": 100, "sigma_max": 1.0},
 }
-"""Budget and starting noise level of each step when starting from the one-call MMSE."""
+"""Budget and starting noise level of each step when starting from the one-call MMSE, chosen on
+validation digits (``benchmarks/consistency_sweep.py``): σ_start = 1 beat 2 and 5 for every step on
+the 64- and 128-row matrix; ΠGDM and DDNM gain little beyond 10 steps, DPS gains up to 100."""
+RICH_RATIO = 0.05
+"""The default sampler turns to ``mmse+dps`` for a random matrix with at least this many rows per
+pixel (M/D ≥ 0.05: 64 and 128 rows of 1,024 on MNIST; not 16), where it beat the posterior and
+DPS on validation digits (BENCHMARKS.md, issue 27)."""
+
+
+def default_sampler(spec: str, op: Operator) -> str:
+    """The sampler ``restore`` and the web page use for posterior samples: ``"mmse+dps"`` for a
+    random ``matrix`` whose every example has at least :data:`RICH_RATIO` rows per pixel, else
+    ``"posterior"`` (where the data-consistency steps did not pay on validation digits)."""
+    family = spec.split(":")[0].strip()
+    pixels = op.image_shape[0] * op.image_shape[1] * op.image_shape[2]
+    rows = op.measurement_mask().sum(1).float() / pixels
+    return "mmse+dps" if family == "matrix" and bool((rows >= RICH_RATIO).all()) else "posterior"
 
 
 def bind_measurement(net: Callable, op: Operator, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
@@ -117,5 +133,6 @@ def consistent_sample(
                    init=init, **{k: (int(v) if k == "steps" else v) for k, v in opts.items()})
 
 
-__all__ = ["FROM_MMSE", "METHODS", "STARTS", "STEPS", "bind_measurement", "consistent_sample", "nfe", "parse_method"]
+__all__ = ["FROM_MMSE", "METHODS", "RICH_RATIO", "STARTS", "STEPS", "bind_measurement", "consistent_sample",
+           "default_sampler", "nfe", "parse_method"]
 

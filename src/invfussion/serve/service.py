@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import sampling
+from ..sampling import consistency
 from ..data import balanced_indices, load_mnist
 from ..degradations import Operator
 from ..models import load
@@ -56,6 +57,7 @@ class Job:
     class_labels: Tensor | None = None  # (1,) the class to condition on
     cfg: float | None = None
     consistent: bool = False  # show the outputs moved onto the measurement (restoration.make_consistent)
+    sampler: str = "posterior"  # the default sampler for this operator (sampling.consistency.default_sampler)
     state: str = "queued"  # queued → running → done | error
     phase: str = "queued"
     counter: sampling.NFECounter | None = None
@@ -237,6 +239,7 @@ class RestorationService:
         seed = inputs.bounded_int(payload, "seed", 0, 0, 2**31 - 1)
         consistent = inputs.flag(payload, "consistent")
         degradation = payload.get("degradation")
+        sampler = "posterior"
         if degradation == inputs.MASK:
             op = inputs.mask_operator(payload.get("hidden"), self.image_shape, noise, self.device)
             hidden = payload["hidden"].count("1")
@@ -245,6 +248,7 @@ class RestorationService:
             )
         else:
             op = inputs.spec_operator(degradation, self.image_shape, noise, seed, self.device)
+            sampler = consistency.default_sampler(degradation, op)
             degradation = degradation.strip() + (f", σ_y = {noise:g}" if noise else "")
         with self._lock:
             if sum(job.state in ("queued", "running") for job in self._jobs.values()) >= MAX_QUEUED:
@@ -260,10 +264,11 @@ class RestorationService:
                 degradation,
                 num_samples,
                 seed,
-                nfe_per_sample=(2 * self.steps - 1) * calls_per_evaluation(cfg),
+                nfe_per_sample=self._sampler_nfe(sampler) * calls_per_evaluation(cfg),
                 class_labels=class_labels,
                 cfg=cfg,
                 consistent=consistent,
+                sampler=sampler,
             )
             self._jobs[job_id] = job
             self._forget_old_jobs()
@@ -294,6 +299,12 @@ class RestorationService:
             job.state, job.phase = "error", "failed"
             job.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
+    def _sampler_nfe(self, sampler: str) -> int:
+        """Network evaluations of one sample of ``sampler`` (Heun ``steps`` for ``posterior``)."""
+        if sampler == "posterior":
+            return 2 * self.steps - 1
+        return consistency.nfe(*consistency.parse_method(sampler))
+
     def _restore(self, job: Job) -> dict[str, Any]:
         job.counter = counter = sampling.NFECounter(self.net)
         y = job.op.measure(job.image, seed=job.seed)
@@ -302,17 +313,17 @@ class RestorationService:
             counter,
             job.op,
             y,
-            ["posterior", "mmse"],
+            [job.sampler, "mmse"],
             num_samples=job.num_samples,
             seed=job.seed,
-            steps=self.steps,
+            steps=self.steps if job.sampler == "posterior" else None,
             reference=job.image,
             uncertainty=k,
             class_labels=job.class_labels,
             cfg=job.cfg,
             consistent=job.consistent,
         )
-        source = "posterior"
+        source = job.sampler
         note = (
             f"sample PCA of the {job.num_samples} posterior samples (at most {job.num_samples - 1} "
             f"components; no NPPC model: {self.nppc_note})"
@@ -337,8 +348,8 @@ class RestorationService:
         written = write_restoration(result, job.folder, summary)
         job.files = {path.stem for path in written if path.suffix == ".png"}
         suffix = CONSISTENT if job.consistent else ""  # the page shows the consistent outputs
-        samples = result.outputs["posterior" + suffix]  # (1, S, C, H, W)
-        pca = "posterior" + suffix if source == "posterior" else source  # NPPC: as predicted
+        samples = result.outputs[job.sampler + suffix]  # (1, S, C, H, W)
+        pca = job.sampler + suffix if source == job.sampler else source  # NPPC: as predicted
         url = f"/api/jobs/{job.id}/files/"
         return {
             "degradation": job.degradation,
@@ -349,12 +360,13 @@ class RestorationService:
                 "reference": url + "reference",
                 "pinv": url + "pinv",
                 "mmse": url + "mmse" + suffix,
-                "posterior-std": url + f"posterior{suffix}-std",
+                "posterior-std": url + f"{job.sampler}{suffix}-std",
             },
-            "samples": [url + f"posterior{suffix}-{s:03d}" for s in range(job.num_samples)],
+            "sampler": job.sampler,
+            "samples": [url + f"{job.sampler}{suffix}-{s:03d}" for s in range(job.num_samples)],
             "std_max": float(samples[0].std(dim=0).amax()),
             "directions": {
-                "source": "sample-pca" if source == "posterior" else source,
+                "source": "sample-pca" if source == job.sampler else source,
                 "note": note,
                 "items": [
                     {
