@@ -135,3 +135,29 @@ def test_an_existing_model_is_not_overwritten(imported):
     result = run_cli("import-checkpoint", str(AUTHORS / "tiny-ffhq256.pt"), "--config", "ffhq256", "--out", str(imported))
     assert result.returncode != 0 and "already holds a model" in result.stderr
     assert (imported / "model.json").read_text() == before
+
+
+def test_the_web_service_offers_the_imported_models_families(imported):
+    """`serve` on an imported model: the page is told its training families, and a job on their
+    folded-spectrum blur runs with the class and guidance (an uploaded 16×16 colour image)."""
+    import base64
+    import io
+    import time
+
+    from invfussion.serve.service import RestorationService
+
+    service = RestorationService(models.load(imported), steps=1, max_samples=2)
+    try:
+        assert "motion-blur-folded-spectrum" in service.info()["families"]
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, "PNG")
+        upload = service.add_upload({"data": base64.b64encode(buffer.getvalue()).decode()})
+        job = service.submit({"image": {"upload": upload["id"]}, "degradation": "motion-blur-folded-spectrum:stride=2",
+                              "num_samples": 2, "class_label": 3, "cfg": 2})
+        deadline = time.monotonic() + 120
+        while job.state not in ("done", "error") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.state == "done", job.error
+        assert job.result["sampler"] == "posterior" and len(job.result["samples"]) == 2
+    finally:
+        service.close()
