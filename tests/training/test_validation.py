@@ -11,7 +11,7 @@ from tiny_runs import TINY_MODEL, assert_same_tensors, checkpoint_tensors, tiny_
 
 from invfussion import data, models
 from invfussion import degradations as deg
-from invfussion.cli import build_parser
+from invfussion.cli import build_parser, train_config
 from invfussion.training import train
 from invfussion.training.validation import LOSS_SIGMAS, MMSE_IMAGES, Validator, build_validator, headline
 
@@ -112,4 +112,4 @@ def test_own_data_validates_on_val_data_only(tmp_path, capsys):
 def test_cli_passes_the_validation_options():
     args = build_parser().parse_args(["train", "--out", "run", "--val-every", "500", "--val-data", "held"])
     assert args.val_every == 500 and args.val_data == "held"
-    assert build_parser().parse_args(["train", "--out", "run"]).val_every == 0
+    assert train_config(build_parser().parse_args(["train", "--out", "run"])).val_every == 0  # left out: the default
