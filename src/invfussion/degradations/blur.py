@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..linalg import conjugate_gradients
 from .base import Operator
-from .motion_blur import StridedConvolution, camera_shake_kernel
+from .motion_blur import StridedConvolution, camera_shake_kernel, draw_intensity
 from .separable import SeparableOperator
 from .spec import Param
 
@@ -297,9 +297,7 @@ class MotionKernelBlur:
         kernels = []
         for g in generators:
             size = values["size"] or 9 + 2 * int(torch.randint(0, 27, (), generator=g))
-            intensity = values["intensity"]
-            if intensity is None:
-                intensity = float(torch.rand((), generator=g, dtype=torch.float64))
+            intensity = draw_intensity(values, g)
             shake = camera_shake_kernel(size, size, intensity, g)  # centred at (0, 0) on the torus
             kernels.append(torch.roll(shake, (size // 2, size // 2), (0, 1)))
         return _convolution(image_shape, kernels, _boundary(values, "circular"))

@@ -73,7 +73,7 @@ from torch import Tensor
 
 from .base import Operator
 from .grouped import group_by
-from .motion_blur import camera_shake_kernel
+from .motion_blur import camera_shake_kernel, draw_intensity, draw_stride
 from .spec import Param
 
 THRESHOLD = 1e-4
@@ -276,16 +276,7 @@ class FoldedSpectrumMotionBlur:
             )
         strides, kernels = [], []
         for g in generators:
-            s = (
-                stride
-                if stride is not None
-                else fitting[int(torch.randint(0, len(fitting), (), generator=g))]
-            )
-            intensity = (
-                values["intensity"]
-                if values["intensity"] is not None
-                else float(torch.rand((), generator=g, dtype=torch.float64))
-            )
+            s, intensity = draw_stride(stride, fitting, g), draw_intensity(values, g)
             strides.append(s)
             kernels.append(folded_spectrum_kernel((H, W), s, intensity, g))
         return group_by(

@@ -82,6 +82,20 @@ def gaussian_transfer(H: int, W: int, std: float) -> Tensor:
     return torch.exp(-2 * math.pi**2 * std**2 * (fy**2 + fx**2))
 
 
+def draw_stride(stride: int | None, fitting: list[int], generator: torch.Generator) -> int:
+    """``stride`` if the spec gave one, else one of ``fitting`` drawn uniformly from ``generator``."""
+    if stride is not None:
+        return stride
+    return fitting[int(torch.randint(0, len(fitting), (), generator=generator))]
+
+
+def draw_intensity(values: dict, generator: torch.Generator) -> float:
+    """The spec's camera-shake ``intensity``, else one drawn ~U(0, 1) from ``generator``."""
+    if values["intensity"] is not None:
+        return values["intensity"]
+    return float(torch.rand((), generator=generator, dtype=torch.float64))
+
+
 class StridedConvolution(Operator):
     """``A x = (k ⊛ x)[::s, ::s]`` per channel with exact frequency-space pseudo-inverse.
 
@@ -198,16 +212,7 @@ class MotionBlur:
             )
         strides, spectra = [], []
         for g in generators:
-            s = (
-                stride
-                if stride is not None
-                else fitting[int(torch.randint(0, len(fitting), (), generator=g))]
-            )
-            intensity = (
-                values["intensity"]
-                if values["intensity"] is not None
-                else float(torch.rand((), generator=g, dtype=torch.float64))
-            )
+            s, intensity = draw_stride(stride, fitting, g), draw_intensity(values, g)
             kernel = camera_shake_kernel(H, W, intensity, g)
             strides.append(s)
             spectra.append(torch.fft.fft2(kernel) * gaussian_transfer(H, W, s))

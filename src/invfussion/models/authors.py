@@ -68,22 +68,18 @@ from .presets import AUTHORS_ARCHITECTURE, build
 from .precond import Denoiser
 
 # Their models/hyperparams.py entries, with the resolution and classes their generate_images.py
-# gives each (ImageNet64: 1,000 classes, used with classifier-free guidance).
+# gives each. Their FFHQ64 and ImageNet64 entries are identical; ImageNet64 adds 1,000 classes
+# (used with classifier-free guidance).
+_AUTHORS_64 = {
+    "patch_size": [2, 2], "depths": [2, 2, 8], "widths": [384, 768, 1536], "joint": [True, True, True],
+    "self_attns": [{"type": "neighborhood", "d_head": 64, "kernel_size": 7},
+                   {"type": "neighborhood", "d_head": 64, "kernel_size": 7},
+                   {"type": "global", "d_head": 64}],
+    "img_resolution": 64, "img_channels": 3, "label_dim": 0,
+}
 AUTHORS_CONFIGS: dict[str, dict[str, Any]] = {
-    "ffhq64": {
-        "patch_size": [2, 2], "depths": [2, 2, 8], "widths": [384, 768, 1536], "joint": [True, True, True],
-        "self_attns": [{"type": "neighborhood", "d_head": 64, "kernel_size": 7},
-                       {"type": "neighborhood", "d_head": 64, "kernel_size": 7},
-                       {"type": "global", "d_head": 64}],
-        "img_resolution": 64, "img_channels": 3, "label_dim": 0,
-    },
-    "imagenet64": {
-        "patch_size": [2, 2], "depths": [2, 2, 8], "widths": [384, 768, 1536], "joint": [True, True, True],
-        "self_attns": [{"type": "neighborhood", "d_head": 64, "kernel_size": 7},
-                       {"type": "neighborhood", "d_head": 64, "kernel_size": 7},
-                       {"type": "global", "d_head": 64}],
-        "img_resolution": 64, "img_channels": 3, "label_dim": 1000,
-    },
+    "ffhq64": _AUTHORS_64,
+    "imagenet64": {**_AUTHORS_64, "label_dim": 1000},
     "ffhq256": {
         "patch_size": [4, 4], "depths": [2, 2, 4, 2], "widths": [192, 384, 768, 1536],
         "joint": [True, True, True, False],

@@ -36,7 +36,7 @@ STEPS = ("ddnm", "pigdm", "dps")
 """The consistency steps, by the zero-shot method they come from."""
 STARTS = ("posterior", "mmse")
 """Where a trajectory starts: noise at σ = 80 (``posterior``) or the one-call MMSE (``mmse``)."""
-FROM_MMSE: dict[str, dict[str, float]] = {
+FROM_MMSE: dict[str, dict[str, int | float]] = {
     "ddnm": {"steps": 10, "sigma_max": 1.0},
     "pigdm": {"steps": 10, "sigma_max": 1.0},
     "dps": {"steps": 100, "sigma_max": 1.0},
@@ -80,7 +80,7 @@ METHODS = tuple(f"{start}+{step}" for start in STARTS for step in STEPS)
 """Method names in ``restore`` and ``evaluate``."""
 
 
-def options(start: str, step: str, steps: int | None = None, sigma_start: float | None = None) -> dict[str, float]:
+def options(start: str, step: str, steps: int | None = None, sigma_start: float | None = None) -> dict[str, int | float]:
     """The sampler options of a trajectory: the method's own budget from noise, or :data:`FROM_MMSE`;
     ``steps`` overrides the budget, ``sigma_start`` the starting noise level of an MMSE start."""
     chosen = dict(FROM_MMSE[step]) if start == "mmse" else {}
@@ -98,7 +98,7 @@ def nfe(start: str, step: str, steps: int | None = None) -> int:
     from . import zeroshot
 
     opts = options(start, step, steps)
-    return zeroshot.nfe(step, **{k: int(v) for k, v in opts.items() if k == "steps"}) + (start == "mmse")
+    return zeroshot.nfe(step, **opts) + (start == "mmse")
 
 
 def consistent_sample(
@@ -130,7 +130,7 @@ def consistent_sample(
         init = mmse(net, op, y, seed=seed, indices=indices)
     sampler = zeroshot.get(step)
     return sampler(bind_measurement(net, op, y), op, y, seed=seed, indices=indices, progress=progress,
-                   init=init, **{k: (int(v) if k == "steps" else v) for k, v in opts.items()})
+                   init=init, **opts)
 
 
 __all__ = ["FROM_MMSE", "METHODS", "RICH_RATIO", "STARTS", "STEPS", "bind_measurement", "consistent_sample",
