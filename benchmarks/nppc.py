@@ -72,21 +72,22 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=100)
     parser.add_argument("--samples", type=int, default=16, help="posterior samples per digit for sample PCA")
     parser.add_argument("--pca-images", type=int, default=None,
-                        help="sample PCA on the first M of the digits only (default: all of them)")
+                        help="sample PCA on the first M of the digits only (default: all of them; 0: none)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="test", choices=("validation", "test"),
                         help="balanced digits of this split (decide on validation, report on test)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.pca_images is not None and args.pca_images < 1:
-        parser.error(f"--pca-images must be at least 1 (got {args.pca_images}); leave it out to run sample PCA on all digits.")
+    if args.pca_images is not None and args.pca_images < 0:
+        parser.error(f"--pca-images must be at least 0 (got {args.pca_images}); leave it out to run sample PCA on all digits.")
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    net, post_net = models.load(args.model), models.load(args.posterior_model)
+    pca_images = args.num_images if args.pca_images is None else min(args.pca_images, args.num_images)
+    net = models.load(args.model)
+    post_net = models.load(args.posterior_model) if pca_images else None
     k = net.pcs
-    pca_images = min(args.pca_images or args.num_images, args.num_images)  # None: all of them
     images, _ = load_mnist(args.split)
     all_indices = balanced_indices(args.num_images, args.split)
     print(f"{args.model} (K = {k}) vs {args.posterior_model} sample PCA ({args.samples} samples, first "
@@ -120,12 +121,12 @@ def main() -> None:
                 (s_mean, s_dirs, _), t2 = timed(sample_pca, samples, k)
             seconds["sample"] += t + t2
             sums["sample"].append(captured_fraction(x - s_mean, coordinates(x - s_mean, s_dirs)))
-        frac = {name: float(torch.cat(sums[name]).mean()) for name in ("nppc", "random", "sample")}
+        frac = {name: f"{float(torch.cat(sums[name]).mean()):.3f}" if sums[name] else "–" for name in ("nppc", "random", "sample")}
         ratio = torch.cat(sums["predicted"]).mean(0) / torch.cat(sums["measured"]).mean(0)
-        per_image = {"nppc": seconds["nppc"] / args.num_images, "sample": seconds["sample"] / pca_images}
-        print(f"| {spec} | {frac['nppc']:.3f} | {frac['random']:.3f} | {frac['sample']:.3f} | "
-              f"{' / '.join(f'{r:.2f}' for r in ratio.tolist())} | {per_image['nppc']:.4f} | {per_image['sample']:.2f} | "
-              f"{per_image['sample'] / per_image['nppc']:.0f}× |")
+        nppc_s = seconds["nppc"] / args.num_images
+        sample_s, times = (f"{seconds['sample'] / pca_images:.2f}", f"{seconds['sample'] / pca_images / nppc_s:.0f}×") if pca_images else ("–", "–")
+        print(f"| {spec} | {frac['nppc']} | {frac['random']} | {frac['sample']} | "
+              f"{' / '.join(f'{r:.2f}' for r in ratio.tolist())} | {nppc_s:.4f} | {sample_s} | {times} |")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ class Protocol:
 
 def _literature_tasks(blur: int, std: float, box: int, noise: float = 0.05) -> dict[str, str]:
     return {
-        f"Gaussian blur {blur}/σ{std:g}": f"gaussian-blur:size={blur},std={std:g},noise={noise:g}",
+        f"Gaussian blur {blur}/σ{std:g}": f"gaussian-blur:size={blur},std={std:g},boundary=reflect,noise={noise:g}",
         f"motion blur {blur}/0.5": f"motion-kernel-blur:size={blur},intensity=0.5,boundary=circular,noise={noise:g}",
         "SR ×4 bicubic": f"sr-bicubic:factor=4,noise={noise:g}",
         "in-painting random 70%": f"inpaint-random:missing=0.7,noise={noise:g}",
@@ -93,7 +93,8 @@ PROTOCOLS = {
             "DPS (Chung et al. 2023) / DAPS (Zhang et al. 2025) 256² tasks, σ_y = 0.05 on [-1, 1]: "
             "Gaussian blur 61×61 std 3, motion blur 61×61 intensity 0.5 (our camera-shake kernels, "
             "not their motionblur package's), 4× bicubic SR, 70% random pixels missing, a 128×128 box "
-            "at a random place; zero-padded (same) Gaussian blur, circular motion blur (its exact A⁺; the zero-padded one is only approximated)",
+            "at a random place; Gaussian blur with mirrored edges as theirs (exact A⁺), circular motion blur (its exact A⁺; "
+            "with mirrored or zero-padded edges A⁺ is only approximated by conjugate gradients)",
         ),
         Protocol(
             "small64", 64, _literature_tasks(15, 0.75, 32),

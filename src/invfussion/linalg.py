@@ -25,7 +25,34 @@ def conjugate_gradients(
     ``freeze_converged`` an example stops changing once its own residual is below that (its result
     then does not depend on the other rows of the batch), otherwise it keeps improving until all
     have converged.
+
+    Autograd treats the result as the linear map ``S⁺ rhs`` (the gradient of a loss ``g`` is solved
+    the same way: ``S⁺ g``, ``S`` being symmetric), not as the iterations: differentiating through
+    hundreds of data-dependent steps costs their memory and, on an ill-conditioned ``S``, gives
+    gradients off by orders of magnitude (measured 1e24 against 1e4 on a zero-padded blur's
+    normal equations). ``apply`` must not need gradients itself.
     """
+    if torch.is_grad_enabled() and rhs.requires_grad:
+        return _SymmetricSolve.apply(rhs, apply, max_iter, rtol, freeze_converged)
+    with torch.no_grad():
+        return _solve(apply, rhs, max_iter, rtol, freeze_converged)
+
+
+class _SymmetricSolve(torch.autograd.Function):
+    """``z = S⁺ rhs`` by :func:`_solve`, with the gradient ``S⁺ g`` solved the same way."""
+
+    @staticmethod
+    def forward(ctx, rhs, apply, max_iter, rtol, freeze_converged):
+        ctx.settings = (apply, max_iter, rtol, freeze_converged)
+        return _solve(apply, rhs, max_iter, rtol, freeze_converged)
+
+    @staticmethod
+    def backward(ctx, grad):
+        with torch.no_grad():
+            return _solve(ctx.settings[0], grad, *ctx.settings[1:]), None, None, None, None
+
+
+def _solve(apply: Callable[[Tensor], Tensor], rhs: Tensor, max_iter: int, rtol: float, freeze_converged: bool) -> Tensor:
     z = torch.zeros_like(rhs)
     residual, direction = rhs.clone(), rhs.clone()
     norm_sq = residual.square().sum(1)

@@ -11,8 +11,8 @@ from invfussion.sampling import dense_matrix
 F64 = torch.float64
 BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none",
     "gaussian-blur", "uniform-blur", "sr-bicubic", "inpaint-random", "inpaint-box:size=3",
-    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular",
-    "kernel-blur", "motion-kernel-blur:size=5",
+    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular", "uniform-blur:boundary=reflect",
+    "kernel-blur", "motion-kernel-blur:size=5", "kernel-blur:boundary=reflect",
 ]
 # motion-blur and sr draw their stride/factor per example: groups within groups
 MIXED = ["matrix:max_rows=20", "motion-blur", "sr", "inpaint-patches", "none"]

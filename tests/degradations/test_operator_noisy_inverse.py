@@ -16,7 +16,7 @@ F64 = torch.float64
 SHAPE = (1, 8, 8)
 BUILT_IN = ["inpaint-patches", "outpaint-box", "inpaint-box", "motion-blur", "matrix", "sr", "none",
     "gaussian-blur", "uniform-blur", "sr-bicubic", "inpaint-random", "inpaint-box:size=3",
-    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular",
+    "gaussian-blur:boundary=circular", "kernel-blur:boundary=circular", "uniform-blur:boundary=reflect",
 ]
 MIXED = ["matrix:max_rows=20", "motion-blur", "sr", "inpaint-patches", "none"]
 

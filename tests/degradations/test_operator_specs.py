@@ -49,6 +49,8 @@ BAD_SPECS = [
     ("inpaint-patches:size=64", "size=64 is larger than the image; size must be 1..32"),
     ("matrix:rows=2000", "rows=2000 exceeds the image dimension C·H·W=1024"),
     ("matrix:rows=20,max_rows=10", "rows=20 exceeds max_rows=10"),
+    ("matrix:min_rows=200", "min_rows=200 exceeds max_rows=128"),
+    ("matrix:rows=20,min_rows=10", "give rows (a fixed count) or min_rows (a range), not both"),
     ("none:noise=-1", "noise must be a number >= 0"),
     ("outpaint-box:noise=abc", "noise=abc is not allowed"),
 ]
@@ -97,6 +99,15 @@ def test_noise_parameter_sets_noise_std_and_measure_noise_only_on_real_coordinat
     assert torch.equal(
         deg.from_spec("inpaint-patches", (1, 32, 32), batch=2).noise_std, torch.zeros(2)
     )
+
+
+def test_matrix_min_rows_bounds_the_draw_and_one_leaves_the_stream_unchanged():
+    rich = deg.from_spec("matrix:min_rows=100", (1, 32, 32), batch=64, seed=3)
+    counts = rich.rows.sum(1)
+    assert counts.min() >= 100 and counts.max() <= 128 and len(set(counts.tolist())) > 5
+    plain = deg.from_spec("matrix", (1, 32, 32), batch=8, seed=3)
+    one = deg.from_spec("matrix:min_rows=1", (1, 32, 32), batch=8, seed=3)
+    assert torch.equal(plain.rows, one.rows) and torch.equal(plain.matrix32, one.matrix32)
 
 
 def test_given_parameters_are_used():

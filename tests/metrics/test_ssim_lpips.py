@@ -1,11 +1,9 @@
 """SSIM against scikit-image (a hand-computed case when it is absent) and LPIPS's properties with
-random weights (against the ``lpips`` package where it and its weights are installed)."""
+random weights (against the ``lpips`` package: ``tests/integrations/test_lpips_reference.py``)."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -88,25 +86,3 @@ def test_lpips_files_round_trip_and_clear_errors(tmp_path):
     torch.save(vgg_heads, tmp_path / "vgg.pth")
     with pytest.raises(ValueError, match="does not fit the vgg heads"):
         metrics.LPIPS.from_files(tmp_path / "alexnet.pth", tmp_path / "vgg.pth")
-
-
-def _lpips_weights() -> tuple[Path, Path] | None:
-    if importlib.util.find_spec("lpips") is None:
-        return None
-    import lpips
-
-    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    return (backbone, heads) if heads.is_file() and backbone.is_file() else None
-
-
-@pytest.mark.skipif(_lpips_weights() is None, reason="the lpips package and its AlexNet weights are not installed locally")
-def test_lpips_equals_the_lpips_package():
-    import lpips
-
-    backbone, heads = _lpips_weights()
-    ours = metrics.LPIPS.from_files(backbone, heads)
-    reference = lpips.LPIPS(net="alex", version="0.1", verbose=False)
-    x, y = torch.rand(2, 2, 3, 64, 64) * 2 - 1
-    torch.testing.assert_close(ours(x, y), reference(x, y).flatten(), rtol=1e-5, atol=1e-6)
-    assert math.isfinite(float(ours(x, y).sum()))

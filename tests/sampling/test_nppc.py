@@ -77,6 +77,11 @@ def test_loss_is_the_mse_before_the_ramp():
     assert bool((NPPCLoss(ramp_steps=10)(net, batch) > loss).all())
 
 
+def test_unknown_variance_fit_is_refused():
+    with pytest.raises(ValueError, match="unknown NPPC variance fit 'log'; pass one of absolute, relative"):
+        NPPCLoss(variance_fit="log")
+
+
 class LinearNPPC(nn.Module):
     """A Gaussian problem's exact NPPC model class: mean linear in y, directions constant."""
 
@@ -93,10 +98,13 @@ class LinearNPPC(nn.Module):
         return mean, self.w.expand(b, -1, -1).reshape(b, self.pcs, *self.image_shape)
 
 
-@pytest.mark.parametrize("side, batch, steps", [(4, 512, 1500), (16, 256, 600)])
-def test_nppc_loss_recovers_the_gaussian_posterior_principal_components(side, batch, steps):
+@pytest.mark.parametrize(
+    "side, batch, steps, fit", [(4, 512, 1500, "absolute"), (16, 256, 600, "absolute"), (4, 512, 1500, "relative")]
+)
+def test_nppc_loss_recovers_the_gaussian_posterior_principal_components(side, batch, steps, fit):
     """Directions and their standard deviations, at 16 pixels and at 256 (with the second-moment
-    term divided by D², the first version, the 256-pixel case fails on the stds)."""
+    term divided by D², the first version, the 256-pixel case fails on the stds), with either
+    variance fit (the relative one keeps the minimiser ``s_k² = E[⟨e, u_k⟩² | y]``)."""
     g = torch.Generator().manual_seed(0)
     shape, n, k = (1, side, side), side * side, 2
     basis, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
@@ -114,7 +122,7 @@ def test_nppc_loss_recovers_the_gaussian_posterior_principal_components(side, ba
 
     torch.manual_seed(0)
     net = LinearNPPC(a.shape[0], shape, k)
-    loss_fn = NPPCLoss(ramp_steps=200)
+    loss_fn = NPPCLoss(ramp_steps=200, variance_fit=fit)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     op = operators(batch)
     for step in range(steps):

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from invfussion import models, restoration
+from invfussion.sampling import consistency
 from invfussion.cli import build_parser
 from invfussion.serve import RestorationService
 from invfussion.serve.service import load_nppc
@@ -80,6 +81,8 @@ def test_page_and_info(server):
     )
     assert info["num_digits"] == 500 and len(info["digits"]) == 20
     assert info["nppc"] is False and "--nppc-model" in info["nppc_note"]
+    assert info["samplers"]["posterior"] == 2 * server.service.steps - 1
+    assert info["samplers"]["mmse+pigdm"] == consistency.nfe("mmse", "pigdm")
     assert png_pixels(server, f"/api/digits/{info['digits'][1]}").shape == (32, 32)
 
 
@@ -135,6 +138,10 @@ def test_light_upload_suggests_invert_and_invert_negates(server):
         (
             {"image": {"digit": 0}, "degradation": "outpaint-box", "seed": "x"},
             "seed must be an integer",
+        ),
+        (
+            {"image": {"digit": 0}, "degradation": "outpaint-box", "sampler": "dps"},
+            "sampler must be one of auto, posterior, posterior+ddnm",
         ),
     ],
 )
@@ -200,6 +207,22 @@ def test_consistent_job_shows_the_outputs_moved_onto_the_measurement(server):
         assert png_pixels(server, url).shape == (32, 32), url
     status, error = call(server, "/api/jobs", {**body, "consistent": "yes"})
     assert status == 400 and "consistent must be true or false" in error["error"]
+
+
+def test_a_named_sampler_replaces_the_rule_and_counts_its_calls(server):
+    """``sampler: "mmse+pigdm"`` on a box (where the rule keeps the posterior): its samples are
+    served, the metrics name it, and the calls are its own."""
+    body = {"image": {"digit": 4}, "degradation": "inpaint-box", "num_samples": 2, "sampler": "mmse+pigdm"}
+    status, job = call(server, "/api/jobs", body)
+    assert status == 202
+    job = wait(server, job["id"])
+    assert job["state"] == "done", job["error"]
+    per_sample = consistency.nfe("mmse", "pigdm")
+    assert job["nfe"] == job["total_nfe"] == 2 * per_sample + 1
+    result = job["result"]
+    assert result["sampler"] == "mmse+pigdm" and "mmse+pigdm-000" in result["samples"][0]
+    assert set(result["metrics"]) == {"mmse+pigdm", "mmse"}
+    assert result["metrics"]["mmse+pigdm"]["nfe"] == per_sample
 
 
 def test_painted_mask_keeps_the_unpainted_pixels(server):

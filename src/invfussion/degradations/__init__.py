@@ -19,7 +19,7 @@ from .blur import (
     KernelBlur,
     MotionKernelBlur,
     UniformBlur,
-    ZeroPaddedConvolution,
+    PaddedConvolution,
     load_kernel,
 )
 from .folded_spectrum import FoldedSpectrumConvolution, FoldedSpectrumMotionBlur
@@ -82,7 +82,7 @@ __all__ = [
     "UniformBlur",
     "Zero",
     "ZeroOperator",
-    "ZeroPaddedConvolution",
+    "PaddedConvolution",
     "camera_shake_kernel",
     "from_spec",
     "in_part_order",

@@ -1,8 +1,9 @@
 """Blur by convolution with a Gaussian, a uniform, a camera-shake or the user's own kernel.
 
-Families (every one also takes ``noise=σ_y`` and ``boundary=same|circular``; the default is ``same``
-for the separable Gaussian and uniform kernels, whose zero-padded ``A⁺`` is exact, and ``circular``
-for the others, whose zero-padded ``A⁺`` is only approximated by conjugate gradients):
+Families (every one also takes ``noise=σ_y`` and ``boundary=same|reflect|circular``; the default is
+``same`` for the separable Gaussian and uniform kernels, whose zero-padded and mirrored ``A⁺`` are
+exact, and ``circular`` for the others, whose padded ``A⁺`` is only approximated by conjugate
+gradients):
 
 - ``gaussian-blur:size=61,std=3``: a sampled Gaussian, truncated at radius ``⌊4·std + 0.5⌋`` as
   ``scipy.ndimage.gaussian_filter`` (with which DPS builds its 61×61, std 3 kernel) does.
@@ -20,14 +21,18 @@ Convolution (not correlation): ``(k * x)[i, j] = Σ_{t,u} k[t, u] x[i + c_h − 
 with the kernel's centre ``c = (⌊L_h/2⌋, ⌊L_w/2⌋)`` (symmetric kernels make the two the same).
 Boundaries:
 
-- ``same`` (the literature's: ``scipy.signal.convolve2d(x, k, mode="same")``, ``F.conv2d`` with
-  zero padding): pixels outside the image are zero; ``M = C·H·W``. Separable kernels (Gaussian,
-  uniform) give ``A = T_H ⊗ T_W`` with Toeplitz factors, whose SVDs make ``A⁺`` and ``A⁺_σ`` exact
-  closed forms (:class:`.separable.SeparableOperator`, singular values below 1e-4 of the largest
-  cut as for motion blur). Other kernels use :class:`ZeroPaddedConvolution`: ``A`` and ``Aᵀ`` by FFT
-  on a zero-padded grid, ``A⁺_σ`` by conjugate gradients on ``(AAᵀ + λI) z = y`` (the
-  :class:`.base.Operator` default) and ``A⁺`` by conjugate gradients on the normal equations
-  (see :data:`PINV_CG_RTOL`).
+- ``same`` (``scipy.signal.convolve2d(x, k, mode="same")``, ``F.conv2d`` with zero padding):
+  pixels outside the image are zero; ``M = C·H·W``.
+- ``reflect`` (DPS's and DAPS's blur: ``nn.ReflectionPad2d`` then a valid convolution): pixels
+  outside are the image mirrored about its edge pixels; ``M = C·H·W``; a kernel may reach at most
+  ``side − 1`` pixels past an edge.
+
+  With either, separable kernels (Gaussian, uniform) give ``A = T_H ⊗ T_W`` with per-axis factors
+  (:func:`axis_matrix`), whose SVDs make ``A⁺`` and ``A⁺_σ`` exact closed forms
+  (:class:`.separable.SeparableOperator`, singular values below 1e-4 of the largest cut as for
+  motion blur). Other kernels use :class:`PaddedConvolution`: ``A`` and ``Aᵀ`` by FFT on a padded
+  grid, ``A⁺_σ`` by conjugate gradients on ``(AAᵀ + λI) z = y`` (the :class:`.base.Operator`
+  default) and ``A⁺`` by conjugate gradients on the normal equations (see :data:`PINV_CG_RTOL`).
 - ``circular``: the image is periodic; ``A`` is diagonal in the Fourier basis, ``A⁺`` and
   ``A⁺_σ`` are exact closed forms with the 1e-4 singular-value cut (:class:`.motion_blur.
   StridedConvolution` at stride 1). A kernel larger than the image wraps around.
@@ -54,7 +59,7 @@ from .separable import SeparableOperator
 from .spec import Param
 
 PINV_CG_MAX_ITER, PINV_CG_RTOL = 1000, 1e-7
-"""Budget of :meth:`ZeroPaddedConvolution._pinv`: conjugate gradients on ``AᵀA x = Aᵀ y`` from
+"""Budget of :meth:`PaddedConvolution._pinv`: conjugate gradients on ``AᵀA x = Aᵀ y`` from
 ``x = 0`` (iterates stay in the range of ``Aᵀ``, so they tend to the minimum-norm least-squares
 solution ``A⁺ y``), stopped at ``‖Aᵀ(y − A x)‖ ≤ 1e-7·‖Aᵀ y‖`` or after 1000 iterations. A
 zero-padded blur is ill conditioned (measured on 32×32: smallest/largest singular value 1e-4 to
@@ -68,11 +73,11 @@ directions ``A⁺ y`` puts weight on are not recovered from ``A A⁺ y``. Use th
 (``A⁺ y`` depends on ``y`` through its Krylov space, so it is not one linear map). Each example
 stops at its own tolerance, so it does not depend on the rest of the batch."""
 
-BOUNDARIES = ("same", "circular")
+BOUNDARIES = ("same", "reflect", "circular")
 BOUNDARY = Param(
     "boundary",
     str,
-    "same: zero padding (the literature's); circular: periodic, exact FFT inverses; default same",
+    "same: zero padding; reflect: mirrored edges (DPS/DAPS); circular: periodic, exact FFT inverses",
     choices=BOUNDARIES,
 )
 
@@ -142,34 +147,76 @@ def _torus_spectrum(kernel: Tensor, shape: tuple[int, int]) -> Tensor:
     return torch.fft.fft2(grid)
 
 
-def toeplitz(kernel: Tensor, n: int) -> Tensor:
-    """The ``(n, n)`` matrix of zero-padded "same" convolution with the 1-D ``kernel: (L,)``:
-    ``T[i, j] = kernel[i − j + ⌊L/2⌋]`` where that index exists, else 0."""
+def reflect_index(positions: Tensor, n: int) -> Tensor:
+    """Pixel indices of ``positions`` (any integers in ``[−(n−1), 2(n−1)]``) mirrored into ``[0, n)``
+    about the edge pixels, which are not repeated (``F.pad(mode="reflect")``: ``x₂ x₁ | x₀ x₁ …``)."""
+    mirrored = torch.where(positions < 0, -positions, positions)
+    return torch.where(mirrored > n - 1, 2 * (n - 1) - mirrored, mirrored)
+
+
+def check_reflect_reach(before: int, after: int, n: int) -> None:
+    if max(before, after) > n - 1:
+        raise ValueError(
+            f"boundary=reflect: the kernel reaches {max(before, after)} pixels past an edge of a side of "
+            f"{n}, more than one reflection covers; use a kernel of at most {2 * n - 1} taps or boundary=same or circular."
+        )
+
+
+def axis_matrix(kernel: Tensor, n: int, boundary: str = "same") -> Tensor:
+    """The ``(n, n)`` matrix of "same"-size convolution with the 1-D ``kernel: (L,)`` along a side of
+    ``n`` pixels: ``T[i, j] = Σ_t kernel[t]`` over the taps ``t`` whose input ``i + ⌊L/2⌋ − t`` is
+    pixel ``j`` — zero padding (``same``: taps outside the image read 0, a Toeplitz matrix) or
+    mirrored inputs (``reflect``, :func:`reflect_index`)."""
     L = kernel.shape[0]
-    offset = torch.arange(n)[:, None] - torch.arange(n)[None, :] + L // 2
-    inside = (offset >= 0) & (offset < L)
-    return torch.where(inside, kernel[offset.clamp(0, L - 1)], torch.zeros((), dtype=kernel.dtype))
+    inputs = torch.arange(n)[:, None] + L // 2 - torch.arange(L)[None, :]  # (n, L)
+    if boundary == "reflect":
+        check_reflect_reach(L - 1 - L // 2, L // 2, n)
+        inside, inputs = torch.ones_like(inputs, dtype=torch.bool), reflect_index(inputs, n)
+    else:
+        inside = (inputs >= 0) & (inputs < n)
+    matrix = torch.zeros(n, n, dtype=kernel.dtype)
+    rows = torch.arange(n)[:, None].expand(n, L)
+    taps = kernel[None, :].expand(n, L)
+    return matrix.index_put_((rows[inside], inputs[inside]), taps[inside], accumulate=True)
 
 
-class ZeroPaddedConvolution(Operator):
-    """``A x = k * x`` per channel with zero padding ("same" size), any kernel per example.
+class PaddedConvolution(Operator):
+    """``A x = k * x`` per channel at "same" size with zero padding (``boundary="same"``) or mirrored
+    edges (``"reflect"``: ``F.pad(mode="reflect")`` then a valid convolution, as DPS and DAPS blur),
+    any kernel per example.
 
-    ``A`` and ``Aᵀ`` are computed by FFT on a zero-padded ``P_h × P_w`` grid (``P ≥ H + L − 1``:
-    the circular wrap then only reads padding); ``A⁺`` by conjugate gradients on the normal
-    equations (:data:`PINV_CG_RTOL`), ``A⁺_σ`` by the :class:`.base.Operator` default (conjugate
-    gradients on ``AAᵀ + λI``, well conditioned for ``λ > 0``).
+    The image is extended by ``before``/``after`` pixels per side (mirrored, or nothing for zero
+    padding), ``A`` and ``Aᵀ`` are computed by FFT on a zero-padded ``P_h × P_w`` grid (``P ≥`` the
+    extended side ``+ L − 1``: the circular wrap then only reads padding) and the adjoint of the
+    mirroring adds each extended pixel back onto its source. ``A⁺`` by conjugate gradients on the
+    normal equations (:data:`PINV_CG_RTOL`), ``A⁺_σ`` by the :class:`.base.Operator` default
+    (conjugate gradients on ``AAᵀ + λI``, well conditioned for ``λ > 0``).
 
     Args:
         image_shape: ``(C, H, W)``; ``M = C·H·W``.
         kernels: one ``(L_h, L_w)`` float tensor per example (sizes may differ).
+        boundary: ``"same"`` or ``"reflect"``.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], kernels: list[Tensor]):
+    def __init__(self, image_shape: tuple[int, int, int], kernels: list[Tensor], boundary: str = "same"):
         C, H, W = image_shape
         super().__init__(image_shape, C * H * W, torch.zeros(len(kernels)))
+        self.boundary = boundary
+        reach = []  # per axis: pixels read before and after an output pixel
+        for axis, n in ((0, H), (1, W)):
+            before = max(k.shape[axis] - 1 - k.shape[axis] // 2 for k in kernels)
+            after = max(k.shape[axis] // 2 for k in kernels)
+            if boundary == "reflect":
+                check_reflect_reach(before, after, n)
+                reach.append((before, after))
+            else:
+                reach.append((0, 0))  # zero padding: the grid's padding supplies the zeros
+        self.before = (reach[0][0], reach[1][0])
+        self.extended = (H + sum(reach[0]), W + sum(reach[1]))
+        self.sources = [reflect_index(torch.arange(-b, n + a), n) for (b, a), n in zip(reach, (H, W), strict=True)]
         L_h = max(k.shape[0] for k in kernels)
         L_w = max(k.shape[1] for k in kernels)
-        self.grid = (_fast_size(H + L_h - 1), _fast_size(W + L_w - 1))
+        self.grid = (_fast_size(self.extended[0] + L_h - 1), _fast_size(self.extended[1] + L_w - 1))
         spectra = torch.stack([_torus_spectrum(k.to(torch.float64), self.grid) for k in kernels])
         if not bool(spectra.isfinite().all()):
             raise ValueError("blur kernels must be finite; check the kernel.")
@@ -181,19 +228,30 @@ class ZeroPaddedConvolution(Operator):
         return self.spectrum64 if dtype == torch.float64 else self.spectrum32
 
     def _filter(self, images: Tensor, conjugate: bool) -> Tensor:
-        """``(B, K, C, H, W)`` → the same shape: zero-pad, multiply the spectrum, crop."""
-        _, H, W = self.image_shape
+        """``(B, K, C, E_h, E_w)`` placed at the grid's origin → the filtered grid ``(…, P_h, P_w)``."""
         P_h, P_w = self.grid
         spectrum = self._spectrum(images.dtype)
         spectrum = spectrum.conj() if conjugate else spectrum
-        padded = F.pad(images, (0, P_w - W, 0, P_h - H))
-        return torch.fft.irfft2(torch.fft.rfft2(padded) * spectrum, s=self.grid)[..., :H, :W]
+        padded = F.pad(images, (0, P_w - images.shape[-1], 0, P_h - images.shape[-2]))
+        return torch.fft.irfft2(torch.fft.rfft2(padded) * spectrum, s=self.grid)
 
     def _apply(self, x: Tensor) -> Tensor:
-        return self._filter(x, conjugate=False).flatten(2)
+        _, H, W = self.image_shape
+        (b_h, b_w), (rows, cols) = self.before, self.sources
+        if self.boundary == "reflect":
+            x = x.index_select(-2, rows.to(x.device)).index_select(-1, cols.to(x.device))
+        return self._filter(x, conjugate=False)[..., b_h : b_h + H, b_w : b_w + W].flatten(2)
 
     def _adjoint(self, y: Tensor) -> Tensor:
-        return self._filter(y.unflatten(2, self.image_shape), conjugate=True)
+        _, H, W = self.image_shape
+        (b_h, b_w), (E_h, E_w), (rows, cols) = self.before, self.extended, self.sources
+        images = F.pad(y.unflatten(2, self.image_shape), (b_w, 0, b_h, 0))
+        extended = self._filter(images, conjugate=True)[..., :E_h, :E_w]
+        if self.boundary != "reflect":
+            return extended
+        shape = (*extended.shape[:-2], H, E_w)
+        folded = extended.new_zeros(shape).index_add(-2, rows.to(y.device), extended)
+        return folded.new_zeros((*shape[:-1], W)).index_add(-1, cols.to(y.device), folded)
 
     def _pinv(self, y: Tensor) -> Tensor:
         B, K, _ = y.shape
@@ -212,16 +270,16 @@ def _convolution(image_shape, kernels: list[Tensor], boundary: str) -> Operator:
     _, H, W = image_shape
     if boundary == "circular":
         return StridedConvolution(image_shape, torch.stack([_torus_spectrum(k, (H, W)) for k in kernels]), 1)
-    return ZeroPaddedConvolution(image_shape, kernels)
+    return PaddedConvolution(image_shape, kernels, boundary)
 
 
 def _separable(image_shape, kernels_1d: list[Tensor], boundary: str) -> Operator:
-    """``k = g gᵀ`` per example from ``g: (L,)``: Toeplitz factors (same) or FFT (circular)."""
+    """``k = g gᵀ`` per example from ``g: (L,)``: per-axis matrices (same, reflect) or FFT (circular)."""
     _, H, W = image_shape
     if boundary == "circular":
         return _convolution(image_shape, [g[:, None] * g[None, :] for g in kernels_1d], boundary)
-    rows = torch.stack([toeplitz(g, H) for g in kernels_1d])
-    cols = torch.stack([toeplitz(g, W) for g in kernels_1d])
+    rows = torch.stack([axis_matrix(g, H, boundary) for g in kernels_1d])
+    cols = torch.stack([axis_matrix(g, W, boundary) for g in kernels_1d])
     return SeparableOperator(image_shape, rows, cols)
 
 
@@ -235,7 +293,7 @@ class GaussianBlur:
     Parameters (left out: drawn per example):
         size: kernel side; default the truncation support ``2⌊4·std + 0.5⌋ + 1``.
         std: in pixels; drawn ~U(0.5, 3).
-        boundary: ``same`` (default) or ``circular``.
+        boundary: ``same`` (default), ``reflect`` or ``circular``.
     """
 
     params = (
@@ -261,7 +319,7 @@ class UniformBlur:
 
     Parameters (left out: drawn per example):
         size: kernel side; drawn uniformly from {3, 5, 7, 9}.
-        boundary: ``same`` (default) or ``circular``.
+        boundary: ``same`` (default), ``reflect`` or ``circular``.
     """
 
     params = (Param("size", int, "kernel side; drawn uniformly from {3, 5, 7, 9}", low=1), BOUNDARY)
@@ -282,8 +340,8 @@ class MotionKernelBlur:
     Parameters (left out: drawn per example):
         size: kernel side; drawn uniformly among the odd sides 9..61.
         intensity: in [0, 1] (see :func:`.motion_blur.camera_shake_kernel`); drawn ~U(0, 1).
-        boundary: ``circular`` (default: exact ``A⁺``) or ``same`` (``A⁺`` by conjugate gradients,
-            approximate: see :data:`PINV_CG_RTOL`).
+        boundary: ``circular`` (default: exact ``A⁺``), ``same`` or ``reflect`` (``A⁺`` by conjugate
+            gradients, approximate: see :data:`PINV_CG_RTOL`).
     """
 
     params = (
@@ -309,8 +367,8 @@ class KernelBlur:
     Parameters:
         file: the kernel file (see :func:`load_kernel`); left out: per example a random kernel of
             odd side drawn in 3..15 with i.i.d. U(0, 1) taps, normalised to sum 1.
-        boundary: ``circular`` (default: exact ``A⁺``) or ``same`` (``A⁺`` by conjugate gradients,
-            approximate: see :data:`PINV_CG_RTOL`).
+        boundary: ``circular`` (default: exact ``A⁺``), ``same`` or ``reflect`` (``A⁺`` by conjugate
+            gradients, approximate: see :data:`PINV_CG_RTOL`).
     """
 
     params = (

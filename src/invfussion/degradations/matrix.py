@@ -130,21 +130,27 @@ class RandomMatrix:
     """``matrix``: random Gaussian rows normalised to unit norm (paper App. A.2.3).
 
     Parameters (left out: drawn per example):
-        rows: number of active rows, 1..C·H·W; drawn ~U{1..max_rows}.
+        rows: number of active rows, 1..C·H·W; drawn ~U{min_rows..max_rows}.
+        min_rows: the fewest rows a draw gives (default 1), e.g. ``min_rows=64`` to train on
+            measurement-rich matrices.
         max_rows: ``M``, rows after zero-padding, 1..C·H·W; 128 (capped at C·H·W) when left out,
             or ``rows`` when only ``rows`` is given.
     """
 
     params = (
-        Param("rows", int, "active rows; drawn ~U{1..max_rows}", low=1),
+        Param("rows", int, "active rows; drawn ~U{min_rows..max_rows}", low=1),
+        Param("min_rows", int, "fewest active rows of a draw; default 1", low=1),
         Param("max_rows", int, "measurement length M (zero-padded rows); default 128", low=1),
     )
 
     @classmethod
     def build(cls, values, image_shape, generators) -> MatrixOperator:
         n = image_shape[0] * image_shape[1] * image_shape[2]
-        rows, max_rows = values["rows"], values["max_rows"]
-        for name, value in (("rows", rows), ("max_rows", max_rows)):
+        rows, max_rows, min_rows = values["rows"], values["max_rows"], values["min_rows"]
+        if rows is not None and min_rows is not None:
+            raise ValueError("matrix: give rows (a fixed count) or min_rows (a range), not both.")
+        min_rows = min_rows or 1
+        for name, value in (("rows", rows), ("max_rows", max_rows), ("min_rows", min_rows)):
             if value is not None and value > n:
                 raise ValueError(
                     f"matrix: {name}={value} exceeds the image dimension C·H·W={n}; use 1..{n}."
@@ -155,10 +161,16 @@ class RandomMatrix:
             raise ValueError(
                 f"matrix: rows={rows} exceeds max_rows={max_rows}; use rows <= max_rows."
             )
+        if min_rows > max_rows:
+            raise ValueError(
+                f"matrix: min_rows={min_rows} exceeds max_rows={max_rows}; use min_rows <= max_rows."
+            )
 
         def draw(g: torch.Generator) -> Tensor:
             active = (
-                rows if rows is not None else int(torch.randint(1, max_rows + 1, (), generator=g))
+                rows
+                if rows is not None
+                else int(torch.randint(min_rows, max_rows + 1, (), generator=g))
             )
             gauss = torch.randn(active, n, generator=g)
             return gauss / gauss.norm(dim=1, keepdim=True)

@@ -128,6 +128,21 @@ def flag(payload: dict, key: str) -> bool:
     return value
 
 
+AUTO = "auto"
+
+
+def sampler_choice(payload: dict) -> str:
+    """``payload["sampler"]``: ``"auto"`` (the default: ``consistency.default_sampler``'s rule),
+    ``"posterior"`` or one of ``consistency.METHODS`` (e.g. ``"mmse+dps"``)."""
+    from ..sampling.consistency import METHODS
+
+    value = payload.get("sampler", AUTO)
+    allowed = (AUTO, "posterior", *METHODS)
+    if value not in allowed:
+        raise ValueError(f"sampler must be one of {', '.join(allowed)}, got {value!r}.")
+    return value
+
+
 def bounded_int(payload: dict, key: str, default: int, low: int, high: int) -> int:
     """``payload[key]`` (or ``default``) as an integer in ``[low, high]``."""
     value = payload.get(key, default)

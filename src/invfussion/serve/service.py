@@ -57,7 +57,7 @@ class Job:
     class_labels: Tensor | None = None  # (1,) the class to condition on
     cfg: float | None = None
     consistent: bool = False  # show the outputs moved onto the measurement (restoration.make_consistent)
-    sampler: str = "posterior"  # the default sampler for this operator (sampling.consistency.default_sampler)
+    sampler: str = "posterior"  # the request's, or for "auto" sampling.consistency.default_sampler's choice
     state: str = "queued"  # queued → running → done | error
     phase: str = "queued"
     counter: sampling.NFECounter | None = None
@@ -151,8 +151,9 @@ class RestorationService:
 
     def info(self) -> dict[str, Any]:
         """The page's settings: model, image shape, steps, sample limit, digits, NPPC status,
-        the model's number of classes (0: not class-conditional, no class picker) and its training
-        degradation specs (the page offers those its list lacks, e.g. an imported model's)."""
+        the model's number of classes (0: not class-conditional, no class picker), its training
+        degradation specs (the page offers those its list lacks, e.g. an imported model's) and the
+        samplers a request may name with their network calls per sample."""
         digits = [] if self.digits is None else balanced_indices(DIGIT_STRIP, "test").tolist()
         return {
             "model": self.model_name,
@@ -166,6 +167,7 @@ class RestorationService:
             "nppc_note": self.nppc_note,
             "num_classes": int(getattr(self.net, "num_classes", 0) or 0),
             "families": list(getattr(self.net, "trained_families", None) or []),
+            "samplers": {name: self._sampler_nfe(name) for name in ("posterior", *consistency.METHODS)},
         }
 
     def digit_png(self, index: int) -> Path:
@@ -228,7 +230,8 @@ class RestorationService:
         ``payload``: ``image`` ({"digit": i} or {"upload": id}), ``degradation`` (a spec string or
         ``"mask"`` with ``hidden``, see :func:`inputs.mask_operator`), ``noise`` (σ_y),
         ``num_samples`` (2..max_samples), ``seed``, ``consistent`` (bool: show the outputs moved onto
-        the measurement, :func:`restoration.make_consistent`; the metrics list both), and for a
+        the measurement, :func:`restoration.make_consistent`; the metrics list both), ``sampler``
+        (:func:`inputs.sampler_choice`: ``"auto"``, ``"posterior"`` or e.g. ``"mmse+dps"``), and for a
         class-conditional model ``class_label`` and ``cfg`` (see :func:`inputs.class_request`).
         """
         x = self._image(payload.get("image")).to(self.device)
@@ -238,17 +241,19 @@ class RestorationService:
         num_samples = inputs.bounded_int(payload, "num_samples", 4, 2, self.max_samples)
         seed = inputs.bounded_int(payload, "seed", 0, 0, 2**31 - 1)
         consistent = inputs.flag(payload, "consistent")
+        sampler = inputs.sampler_choice(payload)
         degradation = payload.get("degradation")
-        sampler = "posterior"
         if degradation == inputs.MASK:
             op = inputs.mask_operator(payload.get("hidden"), self.image_shape, noise, self.device)
             hidden = payload["hidden"].count("1")
             degradation = f"painted mask ({hidden} pixels hidden)" + (
                 f", σ_y = {noise:g}" if noise else ""
             )
+            sampler = "posterior" if sampler == inputs.AUTO else sampler
         else:
             op = inputs.spec_operator(degradation, self.image_shape, noise, seed, self.device)
-            sampler = consistency.default_sampler(degradation, op)
+            if sampler == inputs.AUTO:
+                sampler = consistency.default_sampler(degradation, op)
             degradation = degradation.strip() + (f", σ_y = {noise:g}" if noise else "")
         with self._lock:
             if sum(job.state in ("queued", "running") for job in self._jobs.values()) >= MAX_QUEUED:

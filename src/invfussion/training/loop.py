@@ -98,6 +98,7 @@ class TrainConfig:
     mmse_share: float = 0.25  # diffusion objective: share of conditional examples trained at the MMSE end
     pcs: int = 0  # NPPC directions the model outputs (objective nppc)
     nppc_ramp_steps: int = 500
+    nppc_variance_fit: str = "absolute"  # NPPCLoss: "absolute" (the NPPC authors') or "relative"
     init_from: str | None = None  # a model/checkpoint/run whose weights start a new run
     # optimisation
     lr: float = 2e-4
@@ -398,7 +399,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.objective = make_objective(cfg.objective, cfg.p_mean, cfg.p_std, float(self.net.sigma_data), cfg.mmse_sigma,
-                                        cfg.nppc_ramp_steps, cfg.mmse_share)
+                                        cfg.nppc_ramp_steps, cfg.mmse_share, cfg.nppc_variance_fit)
         self.step = 0
         self.images_seen = 0
         self.skipped = torch.zeros((), device=self.device)  # non-finite steps, counted on device
