@@ -133,8 +133,10 @@ def _restore(args: argparse.Namespace) -> int:
         sampler = default_sampler(args.degradation, op)
         methods = [sampler, "mmse"]
         if sampler != "posterior":
-            print(f"note: sampling with {sampler}: a rich measurement (M/D >= {RICH_RATIO}), where data consistency "
-                  "pays (BENCHMARKS.md, issue 27); --method posterior for the plain sampler", file=sys.stderr)
+            where = (f"a rich measurement (M/D >= {RICH_RATIO})" if sampler == "mmse+dps"
+                     else "noiseless motion blur")
+            print(f"note: sampling with {sampler}: {where}, where data consistency pays (BENCHMARKS.md, "
+                  "issue 27); --method posterior for the plain sampler", file=sys.stderr)
     result = restore(net, op, y, methods, num_samples=args.num_samples, seed=args.seed,
                      steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,
                      class_labels=labels, cfg=args.cfg, consistent=args.consistent)

@@ -84,3 +84,7 @@ def test_default_sampler_turns_to_consistency_on_rich_matrices():
     # every example must be rich: rows drawn 1..128 leave some below the ratio
     assert consistency.default_sampler("matrix", deg.from_spec("matrix", shape, batch=16, seed=0)) == "posterior"
     assert consistency.default_sampler("inpaint-box", deg.from_spec("inpaint-box", shape, batch=2)) == "posterior"
+    blur = deg.from_spec("motion-blur", shape, batch=2)
+    assert consistency.default_sampler("motion-blur", blur) == "mmse+ddnm"
+    noisy = blur.with_noise_std(torch.tensor([0.0, 0.1]))  # one noisy example: the posterior
+    assert consistency.default_sampler("motion-blur", noisy) == "posterior"
