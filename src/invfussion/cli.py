@@ -352,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pcs", type=int, help="posterior principal components the model outputs (nppc; default: 0)")
     p.add_argument("--nppc-ramp-steps", type=int, help="steps over which the NPPC terms ramp in (default: 500)")
     p.add_argument("--nppc-variance-fit", choices=("absolute", "relative"),
-                   help="how NPPC fits each predicted variance: absolute (the NPPC authors', the default) or "
-                        "relative to the prediction, so small-error examples count as much as large ones")
+                   help="how NPPC fits each predicted variance: relative to the prediction (the default; small-error "
+                        "examples count as much as large ones) or absolute (the NPPC authors')")
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from this model's weights (shipped name, checkpoint or run), e.g. for nppc")
     p.add_argument("--lr", type=float, help="peak Adam learning rate (default: 2e-4)")

@@ -98,7 +98,7 @@ class TrainConfig:
     mmse_share: float = 0.25  # diffusion objective: share of conditional examples trained at the MMSE end
     pcs: int = 0  # NPPC directions the model outputs (objective nppc)
     nppc_ramp_steps: int = 500
-    nppc_variance_fit: str = "absolute"  # NPPCLoss: "absolute" (the NPPC authors') or "relative"
+    nppc_variance_fit: str = "relative"  # NPPCLoss: "relative" (won the A/B, BENCHMARKS.md) or "absolute" (the NPPC authors')
     init_from: str | None = None  # a model/checkpoint/run whose weights start a new run
     # optimisation
     lr: float = 2e-4
