@@ -124,3 +124,15 @@ def test_resume_into_an_empty_folder_starts_a_new_run_and_says_so(tmp_path, caps
     assert main(["train", *TINY_FLAGS, "--steps", "2", "--out", str(run), "--resume"]) == 0
     assert f"note: {run} holds no run yet; starting a new one from the flags given" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2
+
+
+def test_a_run_made_before_a_setting_existed_resumes_with_what_it_was_trained_with(tmp_path):
+    """Runs written before ``nppc_variance_fit`` existed trained the absolute NPPC fit; the default
+    is now the relative one, so their ``config.json`` (without the field) must resume as absolute."""
+    from invfussion.training.loop import resume_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"objective": "nppc", "pcs": 2}}))
+    cfg, _ = resume_config(tmp_path, {})
+    assert cfg.nppc_variance_fit == "absolute" and cfg.objective == "nppc"
+    cfg, _ = resume_config(tmp_path, {"steps": 50})  # a change it may take; the fit stays
+    assert cfg.nppc_variance_fit == "absolute" and cfg.steps == 50

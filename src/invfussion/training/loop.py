@@ -55,7 +55,7 @@ from .validation import build_validator, headline
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 # What runs written before a setting existed were trained with (not today's default).
-HISTORIC_DEFAULTS = {"mmse_share": 0.0, "measurement_noise": "0"}
+HISTORIC_DEFAULTS = {"mmse_share": 0.0, "measurement_noise": "0", "nppc_variance_fit": "absolute"}
 
 # Settings that may change when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
