@@ -97,7 +97,7 @@ def _restore(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .models import compile_denoiser, load
     from .restoration import family_note, noise_note, restore, summarize, write_restoration
-    from .sampling.consistency import RICH_RATIO, default_sampler
+    from .sampling.consistency import WHERE_IT_PAYS, default_sampler
 
     net = load(args.model, device=args.device)
     if args.compile:
@@ -133,10 +133,8 @@ def _restore(args: argparse.Namespace) -> int:
         sampler = default_sampler(args.degradation, op)
         methods = [sampler, "mmse"]
         if sampler != "posterior":
-            where = (f"a rich measurement (M/D >= {RICH_RATIO})" if sampler == "mmse+dps"
-                     else "noiseless motion blur")
-            print(f"note: sampling with {sampler}: {where}, where data consistency pays (BENCHMARKS.md, "
-                  "issue 27); --method posterior for the plain sampler", file=sys.stderr)
+            print(f"note: sampling with {sampler}: {WHERE_IT_PAYS[sampler]}, where data consistency pays "
+                  "(BENCHMARKS.md, issue 27); --method posterior for the plain sampler", file=sys.stderr)
     result = restore(net, op, y, methods, num_samples=args.num_samples, seed=args.seed,
                      steps=args.steps, solver=args.solver, reference=x, progress=True, uncertainty=args.uncertainty,
                      class_labels=labels, cfg=args.cfg, consistent=args.consistent)
@@ -389,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "zero-shot method (dps, ddrm, ddnm, pigdm, daps), or InvFussion with data consistency "
                         "(posterior+ddnm, posterior+pigdm, posterior+dps, mmse+ddnm, mmse+pigdm, mmse+dps); "
                         "default: mmse and the default sampler (posterior; mmse+dps on a random matrix with "
-                        "M/D >= 0.05)")
+                        "M/D >= 0.05, mmse+ddnm on noiseless motion-blur)")
     p.add_argument("--num-samples", type=int, default=2, help="posterior samples to draw (default: 2)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: each method's own)")
     _add_solver(p)

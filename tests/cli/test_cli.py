@@ -361,3 +361,14 @@ def test_restore_defaults_to_data_consistency_on_a_rich_matrix(tiny_run, tmp_pat
     assert "sampling with mmse+dps" in result.stderr
     methods = json.loads((out / "metrics.json").read_text())["methods"]
     assert set(methods) >= {"mmse+dps", "mmse"} and methods["mmse+dps"]["nfe"] == 101
+
+
+def test_restore_without_method_samples_with_the_default_sampler_and_says_why(tiny_run, tmp_path, capsys):
+    """Noiseless motion blur: ``mmse+ddnm`` and ``mmse`` are written, and one note names the rule."""
+    out = tmp_path / "blur"
+    assert main(["restore", "--model", str(tiny_run), "--dataset-index", "3", "--degradation", "motion-blur",
+                 "--num-samples", "2", "--out", str(out)]) == 0
+    assert set(json.loads((out / "metrics.json").read_text())["methods"]) == {"mmse+ddnm", "mmse"}
+    notes = [line for line in capsys.readouterr().err.splitlines() if "data consistency pays" in line]
+    assert notes == ["note: sampling with mmse+ddnm: noiseless motion blur, where data consistency pays "
+                     "(BENCHMARKS.md, issue 27); --method posterior for the plain sampler"]

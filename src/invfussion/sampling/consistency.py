@@ -61,13 +61,17 @@ def default_sampler(spec: str, op: Operator) -> str:
     - ``"posterior"`` everywhere else (in-painting, out-painting, 16-row matrices and noisy
       measurements, where the posterior's FD was the best by 20–40 %)."""
     family = spec.split(":")[0].strip()
-    pixels = op.image_shape[0] * op.image_shape[1] * op.image_shape[2]
-    rows = op.measurement_mask().sum(1).float() / pixels
-    if family == "matrix" and bool((rows >= RICH_RATIO).all()):
-        return "mmse+dps"
+    if family == "matrix":
+        pixels = op.image_shape[0] * op.image_shape[1] * op.image_shape[2]
+        if bool((op.measurement_mask().sum(1) >= RICH_RATIO * pixels).all()):
+            return "mmse+dps"
     if family == "motion-blur" and bool((op.noise_std == 0).all()):
         return "mmse+ddnm"
     return "posterior"
+
+
+WHERE_IT_PAYS = {"mmse+dps": f"a rich measurement (M/D >= {RICH_RATIO})", "mmse+ddnm": "noiseless motion blur"}
+"""What :func:`default_sampler` saw when it chose a data-consistency sampler, for the notes that say so."""
 
 
 def bind_measurement(net: Callable, op: Operator, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
@@ -143,6 +147,6 @@ def consistent_sample(
                    init=init, **opts)
 
 
-__all__ = ["FROM_MMSE", "METHODS", "RICH_RATIO", "STARTS", "STEPS", "bind_measurement", "consistent_sample",
-           "default_sampler", "nfe", "parse_method"]
+__all__ = ["FROM_MMSE", "METHODS", "RICH_RATIO", "STARTS", "STEPS", "WHERE_IT_PAYS", "bind_measurement",
+           "consistent_sample", "default_sampler", "nfe", "parse_method"]
 

@@ -242,19 +242,18 @@ class RestorationService:
         seed = inputs.bounded_int(payload, "seed", 0, 0, 2**31 - 1)
         consistent = inputs.flag(payload, "consistent")
         sampler = inputs.sampler_choice(payload)
-        degradation = payload.get("degradation")
+        spec = degradation = payload.get("degradation")
         if degradation == inputs.MASK:
             op = inputs.mask_operator(payload.get("hidden"), self.image_shape, noise, self.device)
             hidden = payload["hidden"].count("1")
             degradation = f"painted mask ({hidden} pixels hidden)" + (
                 f", σ_y = {noise:g}" if noise else ""
             )
-            sampler = "posterior" if sampler == inputs.AUTO else sampler
         else:
             op = inputs.spec_operator(degradation, self.image_shape, noise, seed, self.device)
-            if sampler == inputs.AUTO:
-                sampler = consistency.default_sampler(degradation, op)
             degradation = degradation.strip() + (f", σ_y = {noise:g}" if noise else "")
+        if sampler == inputs.AUTO:  # a painted mask is no family of the rule: the posterior
+            sampler = consistency.default_sampler(spec, op)
         with self._lock:
             if sum(job.state in ("queued", "running") for job in self._jobs.values()) >= MAX_QUEUED:
                 raise BusyError(
