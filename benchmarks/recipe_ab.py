@@ -12,6 +12,14 @@ BENCHMARKS.md), evaluated, one thread per arm, by::
 This script only reads those files:
 
     python benchmarks/recipe_ab.py --base base --arms bias heads rich
+
+The same table at 10,000 steps ("Third-generation InvFussion" in BENCHMARKS.md): ``gen2`` is the
+second-generation shipped model, ``gen3`` the retrain with the adopted changes, each evaluated by
+the command above (``--models gen2=mnist32-invfussion`` at commit 4c7c023, ``--models
+gen3=runs/gen3/mnist32-invfussion``; two more degradations, ``outpaint-box`` and
+``inpaint-patches:noise=0.1``)::
+
+    python benchmarks/recipe_ab.py --base gen2 --arms gen3 [--metric fd|c_fd]
 """
 
 from __future__ import annotations
@@ -20,11 +28,15 @@ import argparse
 import json
 from pathlib import Path
 
+METRICS = {"psnr": "PSNR (dB)", "fd": "FD", "c_fd": "C-FD"}  # the results files' keys, as the table names them
 
-def psnr_by_cell(path: Path, arm: str) -> dict[tuple[str, str], float]:
-    """``(method, degradation) → PSNR`` of an arm's results file (methods without the arm prefix)."""
+
+def metric_by_cell(path: Path, arm: str, metric: str) -> dict[tuple[str, str], float]:
+    """``(method, degradation) → metric`` of an arm's results file (methods without the arm prefix;
+    cells without the metric, e.g. C-FD of noisy measurements, left out)."""
     cells = json.loads(path.read_text())["cells"]
-    return {(c["method"], c["degradation"]): c["psnr"] for c in cells.values() if c["model"] == arm}
+    return {(c["method"], c["degradation"]): c[metric] for c in cells.values()
+            if c["model"] == arm and c[metric] is not None}
 
 
 def main() -> None:
@@ -32,12 +44,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/recipe-ab27"))
     parser.add_argument("--base", default="base")
     parser.add_argument("--arms", nargs="+", default=["bias", "heads", "rich"])
+    parser.add_argument("--metric", choices=METRICS, default="psnr")
     args = parser.parse_args()
-    runs = {arm: psnr_by_cell(args.results / f"{arm}-validation.json", arm) for arm in [args.base, *args.arms]}
+    runs = {arm: metric_by_cell(args.results / f"{arm}-validation.json", arm, args.metric)
+            for arm in [args.base, *args.arms]}
     keys = [k for k in runs[args.base] if all(k in r for r in runs.values())]
     degradations = list(dict.fromkeys(d for _, d in keys))
     for method in dict.fromkeys(m for m, _ in keys):
-        print(f"\n{method}, PSNR (dB); arms as the difference to {args.base}\n")
+        print(f"\n{method}, {METRICS[args.metric]}; arms as the difference to {args.base}\n")
         print("| arm | " + " | ".join(degradations) + " |")
         print("|---|" + "---:|" * len(degradations))
         print(f"| {args.base} | " + " | ".join(f"{runs[args.base][(method, d)]:.2f}" for d in degradations) + " |")
