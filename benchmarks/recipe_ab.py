@@ -20,6 +20,11 @@ gen3=runs/gen3/mnist32-invfussion``; two more degradations, ``outpaint-box`` and
 ``inpaint-patches:noise=0.1``)::
 
     python benchmarks/recipe_ab.py --base gen2 --arms gen3 [--metric fd|c_fd]
+
+A larger ``none`` share at 2,000 steps ("Unconditional generation across seeds"), against step 2,000
+of the retrain (``both``)::
+
+    python benchmarks/recipe_ab.py --base both --arms none3
 """
 
 from __future__ import annotations
